@@ -1,0 +1,37 @@
+# `make demo` sets everything up and runs the main job; `make test` sets up and runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup demo test bench data clean
+
+setup: $(VENV)/.installed data
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU wheel first: anything that asks for a newer torch would pull several GB of CUDA packages.
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Fashion-MNIST comes from Debian; installed when missing and apt is usable, otherwise left to the user.
+data:
+	@if [ ! -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || echo "could not install dataset-fashion-mnist; see README"; \
+	fi
+
+demo: setup
+	$(BIN)/xaitrust demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m pip install --quiet 'quantus>=0.5'
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) src/*.egg-info .pytest_cache

@@ -1,0 +1,148 @@
+"""The one hot loop of xaitrust (DESIGN.md): ``model(x * keep + replacement * (1 - keep))`` for many masks per image.
+
+Deletion, insertion, MIF/LIF, the random-superpixel baseline, muFidelity, ROAR/KAR masking, RISE, occlusion,
+LIME/KernelSHAP and ReCalX fitting all evaluate masked copies of their images through ``masked_scores``. It walks the
+flattened (image, mask) pairs in chunks whose size bounds memory, builds each chunk's masks on the fly from a
+``MaskSet`` (so that 4000 RISE masks or 100 deletion steps of large images never sit in memory at once), and returns
+the chosen score of the target class for every pair: one batched forward pass per chunk, on the model's device.
+
+A perturbation-aware model (``accepts_perturbation_level(model)``, e.g. a ReCalX-calibrated model) is also given the
+perturbation level of each masked input: the fraction of pixels replaced, ``1 - mean(keep)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..errors import XaitrustError
+from ..outputs import check_output, check_target, target_scores
+from .batching import auto_batch_size
+from .replacement import make_replacement
+
+
+class MaskSet:
+    """Keep masks (1 = original pixel, 0 = replaced, values in between blend) for ``num_masks`` masks per image."""
+
+    num_masks: int
+
+    def keep(self, image_index: torch.Tensor, mask_index: torch.Tensor) -> torch.Tensor:
+        """Masks ``(n, 1 or C, H, W)`` for the ``n`` pairs ``(image_index[i], mask_index[i])``."""
+        raise NotImplementedError
+
+
+class TensorMasks(MaskSet):
+    """Masks held in a tensor: ``(M, 1|C, H, W)`` shared by every image, or ``(B, M, 1|C, H, W)`` per image."""
+
+    def __init__(self, keep: torch.Tensor) -> None:
+        if keep.ndim not in (4, 5):
+            raise XaitrustError(f"keep masks must be (M, 1|C, H, W) or (B, M, 1|C, H, W); got {tuple(keep.shape)}")
+        self.masks = keep
+        self.shared = keep.ndim == 4
+        self.num_masks = keep.shape[0] if self.shared else keep.shape[1]
+
+    def keep(self, image_index, mask_index):
+        if self.shared:
+            return self.masks[mask_index.to(self.masks.device)]
+        return self.masks[image_index.to(self.masks.device), mask_index.to(self.masks.device)]
+
+
+class RankedMasks(MaskSet):
+    """Masks that remove (``mode="delete"``) or keep only (``mode="insert"``) the first features of a ranking.
+
+    Args:
+        ranks: int ``(B, 1|C, H, W)``; rank 0 is removed (deletion) or inserted (insertion) first. Pixels that share a
+            rank (a superpixel) go together.
+        counts: int ``(M,)``: how many ranks are removed (inserted) at each step; step ``m`` removes ranks
+            ``< counts[m]``.
+    """
+
+    def __init__(self, ranks: torch.Tensor, counts: torch.Tensor, mode: str = "delete") -> None:
+        if ranks.ndim != 4:
+            raise XaitrustError(f"ranks must be (B, 1|C, H, W); got {tuple(ranks.shape)}")
+        if mode not in ("delete", "insert"):
+            raise XaitrustError(f"mode must be 'delete' or 'insert'; got {mode!r}")
+        self.ranks = ranks
+        self.counts = torch.as_tensor(counts, device=ranks.device).long().reshape(-1)
+        self.mode = mode
+        self.num_masks = len(self.counts)
+
+    def keep(self, image_index, mask_index):
+        ranks = self.ranks[image_index.to(self.ranks.device)]
+        removed = ranks < self.counts[mask_index.to(self.ranks.device)].reshape(-1, 1, 1, 1)
+        return (~removed if self.mode == "delete" else removed).to(torch.float32)
+
+
+def accepts_perturbation_level(model: torch.nn.Module) -> bool:
+    """True for models whose ``forward(x, perturbation_level=...)`` uses each input's perturbation level."""
+    return bool(getattr(model, "accepts_perturbation_level", False))
+
+
+def compose(x: torch.Tensor, keep: torch.Tensor, replacement: torch.Tensor) -> torch.Tensor:
+    """``x * keep + replacement * (1 - keep)`` (differentiable; ``keep`` broadcasts over channels)."""
+    return torch.addcmul(replacement, keep, x - replacement)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def masked_scores(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    masks: MaskSet | torch.Tensor,
+    target,
+    *,
+    replacement: str | float | torch.Tensor = "zero",
+    output: str = "logit",
+    mean: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Score of ``target`` for every (image, mask) pair: ``(B, M)``.
+
+    ``scores[b, m] = s(model(x[b] * keep[b, m] + r[b] * (1 - keep[b, m])))[target[b]]`` where ``r`` is the
+    replacement image (``make_replacement``) and ``s`` the chosen ``output``. Runs without gradients, in chunks of
+    ``batch_size`` masked images (chosen by ``auto_batch_size`` when ``None``), on the model's device.
+    ``progress``, if given, is called with the number of masked images finished after each chunk.
+    """
+    check_output(output)
+    if x.ndim != 4 or not x.dtype.is_floating_point:
+        raise XaitrustError(f"x must be a float tensor (B, C, H, W); got {tuple(x.shape)} {x.dtype}")
+    masks = TensorMasks(masks) if isinstance(masks, torch.Tensor) else masks
+    device = model_device(model)
+    x = x.to(device)
+    target = check_target(target, len(x), getattr(model, "num_classes", None), device=device)
+    if mean is None and replacement == "mean":
+        mean = getattr(model, "input_mean", None)
+        mean = None if mean is None else mean.reshape(-1)
+    base = make_replacement(x, replacement, mean=mean, generator=generator)
+    delta = x - base
+    n_images, n_masks = len(x), masks.num_masks
+    total = n_images * n_masks
+    if batch_size is None:
+        batch_size = auto_batch_size(model, x.shape[1:])
+    if batch_size < 1:
+        raise XaitrustError(f"batch_size must be a positive integer; got {batch_size}")
+    level_aware = accepts_perturbation_level(model)
+    scores = torch.empty(total, device=device)
+    with torch.no_grad():
+        for start in range(0, total, batch_size):
+            flat = torch.arange(start, min(start + batch_size, total), device=device)
+            image_index, mask_index = flat // n_masks, flat % n_masks
+            keep = masks.keep(image_index, mask_index).to(device=device, dtype=x.dtype)
+            inputs = torch.addcmul(base[image_index], keep, delta[image_index])
+            if level_aware:
+                logits = model(inputs, perturbation_level=1.0 - keep.mean(dim=(1, 2, 3)))
+            else:
+                logits = model(inputs)
+            scores[start : start + len(flat)] = target_scores(logits, target[image_index], output)
+            if progress is not None:
+                progress(len(flat))
+    return scores.reshape(n_images, n_masks)
