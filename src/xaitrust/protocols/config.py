@@ -1,0 +1,91 @@
+"""Protocol configurations: per-profile defaults, a user's TOML on top, validated key by key.
+
+A protocol declares its defaults for the three profiles (``smoke``: tiny data, one epoch, a minute; ``quick``:
+meaningful numbers in under ten minutes on 2 CPU cores; ``paper``: the papers' parameters, DESIGN.md) and, for keys with
+a closed set of values, the allowed values. A user's file may set any declared key (and ``profile``); an unknown key, a
+wrong type or a value outside its allowed set is an error that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from ..errors import XaitrustError
+
+PROFILES = ("smoke", "quick", "paper")
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """What a protocol is: its name, a one-line description, its defaults per profile, allowed values per key."""
+
+    name: str
+    description: str
+    defaults: dict[str, dict]
+    choices: dict[str, tuple] = field(default_factory=dict)
+
+
+def read_toml(path: str | Path) -> dict:
+    """The contents of a TOML file, with a clear error when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise XaitrustError(f"config file {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise XaitrustError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def _type_name(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _check_value(key: str, value, default, choices: tuple | None):
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise XaitrustError(f"config key {key!r} must be {_type_name(default)}; got {value!r}")
+    if isinstance(default, float) and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, type(default)):
+        raise XaitrustError(f"config key {key!r} must be {_type_name(default)}; got {value!r}")
+    if choices is not None:
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if v not in choices]
+        if bad:
+            raise XaitrustError(
+                f"config key {key!r} has value(s) {', '.join(map(repr, bad))}; allowed: {', '.join(map(str, choices))}"
+            )
+    return value
+
+
+def resolve_config(spec: ProtocolSpec, profile: str | None = None, user: dict | None = None) -> dict:
+    """The fully resolved configuration: ``spec.defaults[profile]`` updated by ``user`` after validation.
+
+    ``profile`` may also come from the user's ``profile`` key; the argument wins. Default profile: ``quick``.
+    """
+    user = dict(user or {})
+    profile = profile or user.pop("profile", None) or "quick"
+    user.pop("profile", None)
+    user.pop("protocol", None)
+    if profile not in PROFILES:
+        raise XaitrustError(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
+    config = copy.deepcopy(spec.defaults[profile])
+    for key, value in user.items():
+        if key not in config:
+            raise XaitrustError(
+                f"unknown config key {key!r} for protocol {spec.name!r}; allowed keys: {', '.join(sorted(config))}"
+            )
+        config[key] = _check_value(key, value, config[key], spec.choices.get(key))
+    for key, value in config.items():
+        if key in spec.choices:
+            _check_value(key, value, value, spec.choices[key])
+    return {"protocol": spec.name, "profile": profile, **config}

@@ -1,0 +1,121 @@
+"""A run folder: the resolved config, cached intermediate results, and resumption after an interruption.
+
+Everything a protocol computes goes through ``RunFolder.cached_*``: a finished piece (tensors, a table, a trained model)
+is written atomically (to a temporary name, then renamed), so a partial file never counts as finished, and a rerun in
+the same folder loads it instead of recomputing. The folder's ``config.toml`` is the fully resolved config; rerunning
+with a different config in the same folder is refused, so cached pieces always match the config beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import tomli_w
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import XaitrustError
+from .config import read_toml
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file to ``path`` (same folder, so the rename is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def library_versions() -> dict:
+    import numpy
+    import sklearn
+    import skimage
+
+    from .. import __version__
+
+    versions = {"xaitrust": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    versions.update(numpy=numpy.__version__, scikit_learn=sklearn.__version__, scikit_image=skimage.__version__)
+    try:
+        import captum
+
+        versions["captum"] = captum.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return versions
+
+
+class RunFolder:
+    """The folder one protocol run writes into, with caching of every finished piece."""
+
+    def __init__(self, path: str | Path, config: dict) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.path.mkdir(parents=True, exist_ok=True)
+        config_path = self.path / "config.toml"
+        if config_path.exists():
+            stored = read_toml(config_path)
+            if stored != json.loads(json.dumps(config)):
+                changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+                raise XaitrustError(
+                    f"{self.path} holds a run with a different config (keys {', '.join(changed)}); "
+                    "choose another --out folder, or delete this one to start over"
+                )
+        else:
+            atomic_write(config_path, lambda p: p.write_text(tomli_w.dumps(config)))
+        atomic_write(self.path / "versions.json", lambda p: p.write_text(json.dumps(library_versions(), indent=2)))
+
+    def file(self, name: str) -> Path:
+        """Path of a file inside the run folder (sub-folders are created)."""
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def cached_tensors(self, name: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Load ``cache/<name>.safetensors`` if finished, else compute, save atomically and return."""
+        path = self.path / "cache" / f"{name}.safetensors"
+        if path.exists():
+            return load_file(path)
+        tensors = {key: value.detach().cpu().contiguous() for key, value in compute().items()}
+        atomic_write(path, lambda p: save_file(tensors, p))
+        return tensors
+
+    def cached_table(self, name: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """Load ``cache/<name>.csv`` if finished, else compute, save atomically and return."""
+        path = self.path / "cache" / f"{name}.csv"
+        if path.exists():
+            return pd.read_csv(path)
+        table = compute()
+        atomic_write(path, lambda p: table.to_csv(p, index=False))
+        return table
+
+    def cached_json(self, name: str, compute: Callable[[], dict]) -> dict:
+        """Load ``cache/<name>.json`` if finished, else compute, save atomically and return."""
+        path = self.path / "cache" / f"{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        value = compute()
+        atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=2)))
+        return value
+
+    def write_table(self, name: str, table: pd.DataFrame) -> Path:
+        """Write a result table as CSV (and Parquet when pyarrow is installed); returns the CSV path."""
+        path = self.path / f"{name}.csv"
+        atomic_write(path, lambda p: table.to_csv(p, index=False))
+        try:
+            import pyarrow  # noqa: F401
+
+            atomic_write(self.path / f"{name}.parquet", lambda p: table.to_parquet(p, index=False))
+        except ImportError:
+            pass
+        return path

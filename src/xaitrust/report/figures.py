@@ -1,0 +1,87 @@
+"""Figures of the report (matplotlib, Agg backend, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..protocols.run_folder import atomic_write  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def plot_curves(path, curves: dict[str, tuple], xlabel: str, ylabel: str, title: str = "") -> Path:
+    """Mean curves with a shaded band: ``curves[label] = (x (S,), values (N, S))`` (band = 95% CI of the mean)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (x, values) in curves.items():
+        values = np.asarray(torch.as_tensor(values).double().cpu())
+        x = np.asarray(torch.as_tensor(x).double().cpu())
+        mean = np.nanmean(values, axis=0)
+        half = 1.96 * np.nanstd(values, axis=0) / np.sqrt(max(len(values), 1))
+        ax.plot(x, mean, label=label)
+        ax.fill_between(x, mean - half, mean + half, alpha=0.2)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_histograms(path, samples: dict[str, np.ndarray], xlabel: str, title: str = "", bins: int = 30) -> Path:
+    """Overlaid normalised histograms of several sets of values."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    finite = [np.asarray(v, dtype=float)[np.isfinite(v)] for v in samples.values()]
+    values = np.concatenate([v for v in finite if len(v)] or [np.zeros(1)])
+    edges = np.histogram_bin_edges(values, bins=bins)
+    for (label, _), v in zip(samples.items(), finite):
+        if len(v):
+            ax.hist(v, bins=edges, alpha=0.5, density=True, label=f"{label} (n={len(v)})")
+    ax.set(xlabel=xlabel, ylabel="density", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_bars(path, values: dict[str, float], errors: dict[str, float] | None, ylabel: str, title: str = "") -> Path:
+    """One bar per label, with optional error bars."""
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(values) + 2), 4))
+    labels = list(values)
+    ax.bar(labels, [values[k] for k in labels], yerr=None if errors is None else [errors.get(k, 0) for k in labels])
+    ax.set(ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", rotation=45)
+    return _save(fig, path)
+
+
+def plot_map_grid(path, images: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "") -> Path:
+    """Rows: images ``(N, C, H, W)`` then one row per method of maps ``(N, H, W)`` (each map min-max scaled)."""
+    images = images.detach().cpu().float()
+    n = len(images)
+    rows = 1 + len(maps)
+    fig, axes = plt.subplots(rows, n, figsize=(1.4 * n + 1.2, 1.4 * rows), squeeze=False)
+    for col in range(n):
+        image = images[col].permute(1, 2, 0).numpy()
+        axes[0, col].imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+    for row, (label, method_maps) in enumerate(maps.items(), start=1):
+        method_maps = method_maps.detach().cpu().float()
+        for col in range(n):
+            m = method_maps[col]
+            span = (m.max() - m.min()).item()
+            axes[row, col].imshow(((m - m.min()) / span).numpy() if span > 0 else np.zeros(m.shape), cmap="inferno")
+        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    axes[0, 0].set_ylabel("image", rotation=0, ha="right", va="center", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
