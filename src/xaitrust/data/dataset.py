@@ -9,6 +9,12 @@ import torch
 from ..errors import XaitrustError
 
 
+def _within_unit_interval(x: torch.Tensor) -> bool:
+    """Whether every value is finite and in [0, 1], in one pass (NaN fails both comparisons, infinities one)."""
+    low, high = torch.aminmax(x)
+    return bool(low >= 0) and bool(high <= 1)
+
+
 @dataclass
 class ImageDataset:
     """Images with labels (and, for synthetic data, ground-truth object masks).
@@ -47,7 +53,7 @@ class ImageDataset:
                 f"labels must lie in [0, {len(self.classes) - 1}] for {len(self.classes)} classes; "
                 f"got {self.y.min().item()}..{self.y.max().item()}"
             )
-        if len(self.x) and (self.x.min() < 0 or self.x.max() > 1 or not torch.isfinite(self.x).all()):
+        if len(self.x) and not _within_unit_interval(self.x):
             raise XaitrustError("x must hold finite values in [0, 1]; rescale the images (e.g. divide 8-bit values by 255)")
         if self.masks is not None:
             self.masks = torch.as_tensor(self.masks).bool()
