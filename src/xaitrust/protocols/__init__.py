@@ -1,0 +1,47 @@
+"""The five paper protocols and the benchmark scorecard: config in, run folder out.
+
+``run_protocol(name, profile, config_file, out)`` resolves the config, opens (or resumes) the run folder, runs the
+protocol and writes ``results.csv``, ``summary.csv`` and ``report.html``. A protocol only composes the library's
+pieces; it owns no maths of its own.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+
+from ..errors import XaitrustError
+from .config import PROFILES, ProtocolSpec, read_toml, resolve_config
+from .run_folder import RunFolder
+
+PROTOCOL_MODULES = {
+    "benchmark": "benchmark",
+    "calibrate-to-interpret": "calibrate_to_interpret",
+    "mege-reco": "mege_reco",
+    "fpa": "fpa",
+    "roar": "roar",
+    "recalx": "recalx",
+}
+
+
+def protocol_module(name: str):
+    """The module implementing protocol ``name`` (it defines ``SPEC`` and ``execute(run) -> Path``)."""
+    if name not in PROTOCOL_MODULES:
+        raise XaitrustError(f"unknown protocol {name!r}; available: {', '.join(PROTOCOL_MODULES)}")
+    return import_module(f"{__name__}.{PROTOCOL_MODULES[name]}")
+
+
+def run_protocol(name: str, profile: str | None = None, config_file: str | Path | None = None, out=None) -> Path:
+    """Run protocol ``name`` and return the path of its ``report.html``.
+
+    An interrupted run resumes when called again with the same ``out`` folder and config: finished models, maps and
+    tables are loaded from the folder instead of being recomputed.
+    """
+    module = protocol_module(name)
+    user = read_toml(config_file) if config_file else {}
+    config = resolve_config(module.SPEC, profile, user)
+    out = Path(out) if out else Path("runs") / f"{name}-{config['profile']}"
+    return module.execute(RunFolder(out, config))
+
+
+__all__ = ["PROFILES", "PROTOCOL_MODULES", "ProtocolSpec", "RunFolder", "protocol_module", "resolve_config", "run_protocol"]
