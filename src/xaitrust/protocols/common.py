@@ -1,0 +1,82 @@
+"""Steps the protocols share: load the configured data, train (or reuse) models inside the run folder, explain
+images with caching. Nothing here computes a metric; it only moves data between the library's pieces."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import ImageDataset, load_dataset
+from ..explainers import get_explainer
+from ..models import build_model
+from ..training import TrainConfig, TrainingJob
+from ..training.trainer import TrainResult
+from .run_folder import RunFolder
+
+#: Config keys every protocol shares (with the training recipe keys below).
+DATA_KEYS = ("dataset", "data_root", "train_size", "test_size")
+
+
+def load_splits(config: dict) -> tuple[ImageDataset, ImageDataset]:
+    """Train and test splits of ``config["dataset"]``, cut to ``train_size`` / ``test_size`` (0: all) by a
+    stratified seeded subset."""
+    root = config.get("data_root") or None
+    train = load_dataset(config["dataset"], root, "train", limit=config["train_size"] or None)
+    test = load_dataset(config["dataset"], root, "test", limit=config["test_size"] or None)
+    return train, test
+
+
+def train_config(config: dict, **overrides) -> TrainConfig:
+    """The training recipe from the protocol config keys ``optimizer``, ``lr``, ``batch_size``, ``epochs``, ``seed``."""
+    values = {key: config[key] for key in ("optimizer", "lr", "batch_size", "epochs", "seed")}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def training_job(
+    run: RunFolder, name: str, model_name: str, train: ImageDataset, val: ImageDataset | None, recipe: TrainConfig,
+    model_options: dict | None = None,
+) -> TrainingJob:
+    """A training job whose checkpoint (and resumable state) lives in ``models/<name>`` of the run folder."""
+    factory = partial(
+        build_model, model_name, train.in_channels, train.num_classes, train.image_size, **(model_options or {})
+    )
+    return TrainingJob(name, factory, train, recipe, val=val, checkpoint_dir=run.file(f"models/{name}"))
+
+
+def train_in_run(run: RunFolder, name: str, model_name: str, train, val, recipe, model_options=None) -> TrainResult:
+    """Train ``model_name`` (or reuse the finished model in the run folder) and return the result."""
+    return training_job(run, name, model_name, train, val, recipe, model_options).run()
+
+
+def explain_cached(
+    run: RunFolder,
+    key: str,
+    method: str,
+    params: dict,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    output: str,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Raw attributions ``(N, C, H, W)`` of ``method`` for ``x``, computed ``batch_size`` images per call with a
+    progress bar, and cached in the run folder under ``attributions/<key>``."""
+
+    def compute() -> dict[str, torch.Tensor]:
+        explainer = get_explainer(method, **params)
+        parts = []
+        for start in tqdm(range(0, len(x), batch_size), desc=f"explain {key}", leave=False, unit="batch"):
+            parts.append(explainer(model, x[start : start + batch_size], target[start : start + batch_size], output))
+        return {"attributions": torch.cat(parts)}
+
+    return run.cached_tensors(f"attributions/{key}", compute)["attributions"]
+
+
+def predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits ``(N, K)`` of ``model`` for ``x``, without gradients, in batches."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])

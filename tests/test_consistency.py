@@ -1,0 +1,162 @@
+"""MeGe / ReCo (Fel et al. 2022): Algorithm 1, eqs. 5-6 and ReCo_AUC against hand computations and slow references."""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from xaitrust.errors import XaitrustError
+from xaitrust.metrics.consistency import (
+    UndefinedScoreWarning,
+    balanced_accuracy_curve,
+    cross_fold_distances,
+    mege,
+    reco,
+    reco_auc,
+    separation_histograms,
+)
+
+
+def _random_case(k=3, n=12, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.rand(k, n, 6, 6, generator=generator)
+    maps[..., :2, :] = 0  # ties, as in flat saliency backgrounds
+    labels = torch.randint(0, 3, (n,), generator=generator)
+    predictions = torch.randint(0, 3, (k, n), generator=generator)
+    folds = torch.arange(n) % k
+    return maps, predictions, labels, folds
+
+
+def _reference_sets(maps, predictions, labels, folds):
+    """Algorithm 1 written as its loops, with SciPy's Spearman."""
+    k = len(maps)
+    rows = []
+    for i in range(k):
+        for x in np.flatnonzero(folds.numpy() == i):
+            for j in range(k):
+                if j == i:
+                    continue
+                rho = scipy.stats.spearmanr(maps[i, x].flatten().numpy(), maps[j, x].flatten().numpy()).statistic
+                ok_i, ok_j = predictions[i, x] == labels[x], predictions[j, x] == labels[x]
+                if ok_i or ok_j:
+                    rows.append((int(x), i, j, bool(ok_i and ok_j), 1 - abs(rho)))
+    return sorted(rows)
+
+
+def test_cross_fold_distances_match_the_algorithm_loop():
+    maps, predictions, labels, folds = _random_case()
+    sets = cross_fold_distances(maps, predictions, labels, folds)
+    ours = sorted(
+        zip(sets.sample.tolist(), sets.unseen_model.tolist(), sets.seen_model.tolist(), sets.both_correct.tolist(), sets.distance.tolist())
+    )
+    reference = _reference_sets(maps, predictions, labels, folds)
+    assert [row[:4] for row in ours] == [row[:4] for row in reference]
+    np.testing.assert_allclose([row[4] for row in ours], [row[4] for row in reference], atol=1e-5)
+    # the unseen model is always the sample's own fold
+    assert torch.equal(sets.unseen_model, folds[sets.sample])
+    assert len(sets.s_eq) + len(sets.s_neq) == len(reference)
+
+
+def test_identical_fold_models_give_mege_one():
+    maps, predictions, labels, folds = _random_case(k=4, n=20)
+    same = maps[:1].expand(4, -1, -1, -1).contiguous()
+    sets = cross_fold_distances(same, labels.expand(4, -1), labels, folds)
+    assert len(sets.s_neq) == 0 and len(sets.s_eq) == 20 * 3
+    assert torch.all(sets.s_eq < 1e-6)  # 0 up to float32 rounding of the standardised ranks
+    assert mege(sets.s_eq) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_mege_formula():
+    assert mege(torch.tensor([0.2, 0.4, 0.6])) == pytest.approx(1 / 1.4)
+
+
+def test_reco_perfectly_separated_sets():
+    s_eq, s_neq = torch.tensor([0.1, 0.2]), torch.tensor([0.5, 0.6])
+    assert reco(s_eq, s_neq) == pytest.approx(1.0)
+    # gamma = 0.1: 1 + 2/3 - 1; 0.2: 1; 0.5: 2/3 + 1 - 1; 0.6: 2/4 + 0 - 1 (nothing above the largest threshold)
+    assert reco_auc(s_eq, s_neq) == pytest.approx((2 / 3 + 1 + 2 / 3 - 0.5) / 4)
+    assert reco(s_neq, s_eq) < 0
+
+
+def _brute_force(s_eq, s_neq, reduce):
+    values = torch.cat([s_eq, s_neq]).tolist()
+    scores = []
+    for gamma in values:
+        below = [v for v in values if v <= gamma]
+        above = [v for v in values if v > gamma]
+        tpr = sum(v <= gamma for v in s_eq.tolist()) / len(below)
+        tnr = sum(v > gamma for v in s_neq.tolist()) / len(above) if above else 0.0
+        scores.append(tpr + tnr - 1)
+    return reduce(scores)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reco_equals_brute_force_over_every_threshold(seed):
+    generator = torch.Generator().manual_seed(seed)
+    s_eq = torch.randint(0, 30, (40,), generator=generator).double() / 30  # many ties
+    s_neq = torch.randint(10, 40, (25,), generator=generator).double() / 30
+    assert reco(s_eq, s_neq) == pytest.approx(_brute_force(s_eq, s_neq, max))
+    assert reco_auc(s_eq, s_neq) == pytest.approx(_brute_force(s_eq, s_neq, lambda s: sum(s) / len(s)))
+    thresholds, values = balanced_accuracy_curve(s_eq, s_neq)
+    assert torch.all(thresholds.diff() >= 0) and len(values) == 65
+
+
+def test_empty_sets_give_nan_with_warning():
+    with pytest.warns(UndefinedScoreWarning):
+        assert np.isnan(reco(torch.tensor([0.1]), torch.tensor([])))
+    with pytest.warns(UndefinedScoreWarning):
+        assert np.isnan(reco_auc(torch.tensor([]), torch.tensor([0.3])))
+    with pytest.warns(UndefinedScoreWarning):
+        assert np.isnan(mege(torch.tensor([])))
+
+
+def test_nan_distances_are_left_out_with_a_warning():
+    with pytest.warns(UserWarning, match="1 of 3 distances in S="):
+        assert mege(torch.tensor([0.5, float("nan"), 0.5])) == pytest.approx(1 / 1.5)
+
+
+def test_constant_maps_warn_and_give_nan_distances():
+    maps, predictions, labels, folds = _random_case()
+    maps[1, 0] = 0.0
+    with pytest.warns(UserWarning, match="constant"):
+        sets = cross_fold_distances(maps, labels.expand(3, -1), labels, folds)
+    assert torch.isnan(sets.distance[sets.sample == 0]).sum() == 1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m, p, l, f: (m.masked_fill(m > 0.9, float("nan")), p, l, f), "NaN"),
+        (lambda m, p, l, f: (m, p[:, :5], l, f), "predictions"),
+        (lambda m, p, l, f: (m, p, l, f + 5), "folds"),
+        (lambda m, p, l, f: (m[:1], p[:1], l, f * 0), "k = 2"),
+        (lambda m, p, l, f: (m[0], p, l, f), "maps"),
+    ],
+)
+def test_bad_inputs_raise(change, message):
+    with pytest.raises(XaitrustError, match=message):
+        cross_fold_distances(*change(*_random_case()))
+
+
+def test_unknown_distance_raises():
+    with pytest.raises(XaitrustError, match="unknown distance"):
+        cross_fold_distances(*_random_case(), distance="cosine")
+
+
+def test_other_distance_is_used_for_every_pair():
+    maps, predictions, labels, folds = _random_case()
+    sets = cross_fold_distances(maps, predictions, labels, folds, distance="l1")
+    expected = (maps[sets.unseen_model, sets.sample] - maps[sets.seen_model, sets.sample]).abs().sum(dim=(1, 2))
+    torch.testing.assert_close(sets.distance, expected)
+
+
+def test_separation_histograms_are_densities_on_shared_edges():
+    s_eq, s_neq = torch.tensor([0.0, 0.1, 0.1, 0.2]), torch.tensor([0.8, 1.0])
+    histograms = separation_histograms(s_eq, s_neq, bins=5)
+    width = 0.2
+    torch.testing.assert_close(histograms["edges"], torch.linspace(0, 1, 6, dtype=torch.float64))
+    torch.testing.assert_close((histograms["s_eq"] * width).sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert histograms["s_eq"][0] == pytest.approx(3 / 4 / width) and histograms["s_neq"][4] == pytest.approx(1 / width)
