@@ -6,6 +6,7 @@ from .engine import (
     TensorMasks,
     accepts_perturbation_level,
     compose,
+    masked_logits,
     masked_scores,
 )
 from .replacement import make_replacement, REPLACEMENTS
@@ -18,5 +19,6 @@ __all__ = [
     "accepts_perturbation_level",
     "compose",
     "make_replacement",
+    "masked_logits",
     "masked_scores",
 ]

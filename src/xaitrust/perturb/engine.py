@@ -53,8 +53,9 @@ class RankedMasks(MaskSet):
 
     Args:
         ranks: int ``(B, 1|C, H, W)``; rank 0 is removed (deletion) or inserted (insertion) first. Pixels that share a
-            rank (a superpixel) go together.
-        counts: int ``(M,)``: how many ranks are removed (inserted) at each step; step ``m`` removes ranks
+            rank (a superpixel) go together. ``xaitrust.perturb.orders`` builds them from maps or superpixels.
+        counts: int ``(M,)`` shared by every image, or ``(B, M)`` per image (e.g. when images have different numbers
+            of superpixels): how many ranks are removed (inserted) at each step; step ``m`` removes ranks
             ``< counts[m]``.
     """
 
@@ -63,14 +64,18 @@ class RankedMasks(MaskSet):
             raise XaitrustError(f"ranks must be (B, 1|C, H, W); got {tuple(ranks.shape)}")
         if mode not in ("delete", "insert"):
             raise XaitrustError(f"mode must be 'delete' or 'insert'; got {mode!r}")
+        counts = torch.as_tensor(counts, device=ranks.device).long()
+        if counts.ndim == 2 and counts.shape[0] != ranks.shape[0]:
+            raise XaitrustError(f"per-image counts must be (B, M) with B = {ranks.shape[0]}; got {tuple(counts.shape)}")
         self.ranks = ranks
-        self.counts = torch.as_tensor(counts, device=ranks.device).long().reshape(-1)
+        self.counts = counts if counts.ndim == 2 else counts.reshape(-1)
         self.mode = mode
-        self.num_masks = len(self.counts)
+        self.num_masks = self.counts.shape[-1]
 
     def keep(self, image_index, mask_index):
-        ranks = self.ranks[image_index.to(self.ranks.device)]
-        removed = ranks < self.counts[mask_index.to(self.ranks.device)].reshape(-1, 1, 1, 1)
+        image_index, mask_index = image_index.to(self.ranks.device), mask_index.to(self.ranks.device)
+        counts = self.counts[image_index, mask_index] if self.counts.ndim == 2 else self.counts[mask_index]
+        removed = self.ranks[image_index] < counts.reshape(-1, 1, 1, 1)
         return (~removed if self.mode == "delete" else removed).to(torch.float32)
 
 
@@ -108,18 +113,49 @@ def masked_scores(
     """Score of ``target`` for every (image, mask) pair: ``(B, M)``.
 
     ``scores[b, m] = s(model(x[b] * keep[b, m] + r[b] * (1 - keep[b, m])))[target[b]]`` where ``r`` is the
-    replacement image (``make_replacement``) and ``s`` the chosen ``output``. Runs without gradients, in chunks of
-    ``batch_size`` masked images (chosen by ``auto_batch_size`` when ``None``), on the model's device.
-    ``progress``, if given, is called with the number of masked images finished after each chunk.
+    replacement image (``make_replacement``) and ``s`` the chosen ``output``. Runs without gradients and in eval
+    mode, in chunks of ``batch_size`` masked images (chosen by ``auto_batch_size`` when ``None``), on the model's
+    device. ``progress``, if given, is called with the number of masked images finished after each chunk.
     """
     check_output(output)
-    if x.ndim != 4 or not x.dtype.is_floating_point:
-        raise XaitrustError(f"x must be a float tensor (B, C, H, W); got {tuple(x.shape)} {x.dtype}")
+    _check_images(x)
+    target = check_target(target, len(x), getattr(model, "num_classes", None), device=model_device(model))
+    return _masked_map(
+        model, x, masks, lambda logits, image_index: target_scores(logits, target[image_index], output),
+        replacement=replacement, mean=mean, batch_size=batch_size, generator=generator, progress=progress,
+    )
+
+
+def masked_logits(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    masks: MaskSet | torch.Tensor,
+    *,
+    replacement: str | float | torch.Tensor = "zero",
+    mean: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """All logits for every (image, mask) pair: ``(B, M, K)``; same chunked loop as ``masked_scores``."""
+    _check_images(x)
+    return _masked_map(
+        model, x, masks, lambda logits, image_index: logits,
+        replacement=replacement, mean=mean, batch_size=batch_size, generator=generator, progress=progress,
+    )
+
+
+def _check_images(x) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.dtype.is_floating_point:
+        raise XaitrustError(f"x must be a float tensor (B, C, H, W); got {getattr(x, 'shape', type(x))}")
+
+
+def _masked_map(model, x, masks, reduce, *, replacement, mean, batch_size, generator, progress) -> torch.Tensor:
+    """The chunk loop: ``reduce(logits, image_index)`` of every masked image, reshaped to ``(B, M, ...)``."""
     masks = TensorMasks(masks) if isinstance(masks, torch.Tensor) else masks
     device = model_device(model)
     x = x.to(device)
-    target = check_target(target, len(x), getattr(model, "num_classes", None), device=device)
-    if mean is None and replacement == "mean":
+    if mean is None and isinstance(replacement, str) and replacement == "mean":
         mean = getattr(model, "input_mean", None)
         mean = None if mean is None else mean.reshape(-1)
     base = make_replacement(x, replacement, mean=mean, generator=generator)
@@ -127,22 +163,30 @@ def masked_scores(
     n_images, n_masks = len(x), masks.num_masks
     total = n_images * n_masks
     if batch_size is None:
-        batch_size = auto_batch_size(model, x.shape[1:])
-    if batch_size < 1:
-        raise XaitrustError(f"batch_size must be a positive integer; got {batch_size}")
+        batch_size = auto_batch_size(model, x.shape[1:], device)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise XaitrustError(f"batch_size must be a positive integer; got {batch_size!r}")
     level_aware = accepts_perturbation_level(model)
-    scores = torch.empty(total, device=device)
-    with torch.no_grad():
-        for start in range(0, total, batch_size):
-            flat = torch.arange(start, min(start + batch_size, total), device=device)
-            image_index, mask_index = flat // n_masks, flat % n_masks
-            keep = masks.keep(image_index, mask_index).to(device=device, dtype=x.dtype)
-            inputs = torch.addcmul(base[image_index], keep, delta[image_index])
-            if level_aware:
-                logits = model(inputs, perturbation_level=1.0 - keep.mean(dim=(1, 2, 3)))
-            else:
-                logits = model(inputs)
-            scores[start : start + len(flat)] = target_scores(logits, target[image_index], output)
-            if progress is not None:
-                progress(len(flat))
-    return scores.reshape(n_images, n_masks)
+    chunks = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, total, batch_size):
+                flat = torch.arange(start, min(start + batch_size, total), device=device)
+                image_index, mask_index = flat // n_masks, flat % n_masks
+                keep = masks.keep(image_index, mask_index).to(device=device, dtype=x.dtype)
+                inputs = torch.addcmul(base[image_index], keep, delta[image_index])
+                if level_aware:
+                    logits = model(inputs, perturbation_level=1.0 - keep.mean(dim=(1, 2, 3)))
+                else:
+                    logits = model(inputs)
+                chunks.append(reduce(logits, image_index))
+                if progress is not None:
+                    progress(len(flat))
+    finally:
+        model.train(was_training)
+    if not chunks:
+        return torch.empty(n_images, n_masks, device=device)
+    values = torch.cat(chunks)
+    return values.reshape(n_images, n_masks, *values.shape[1:])

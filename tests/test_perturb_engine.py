@@ -1,0 +1,103 @@
+"""The masked-evaluation engine: chunking, replacements, per-image counts, the automatic batch size."""
+
+import pytest
+import torch
+from torch import nn
+
+from oracle_models import LinearModel, PixelModel
+from xaitrust.errors import XaitrustError
+from xaitrust.perturb import batching
+from xaitrust.perturb.engine import RankedMasks, masked_logits, masked_scores
+from xaitrust.perturb.replacement import gaussian_blur
+
+
+def test_scores_equal_the_closed_form_of_a_linear_model_for_any_chunk_size():
+    weight = torch.randn(2, 3, 3)
+    x = torch.rand(4, 2, 3, 3)
+    keep = (torch.rand(4, 7, 1, 3, 3) > 0.5).float()
+    expected = (x[:, None] * keep * weight).sum(dim=(2, 3, 4))
+    model = LinearModel(weight)
+    for batch_size in (1, 3, 1000):
+        scores = masked_scores(model, x, keep, 0, batch_size=batch_size)
+        torch.testing.assert_close(scores, expected)
+
+
+@pytest.mark.parametrize("replacement", ["zero", 0.25, "blur", "mean"])
+def test_removed_pixel_takes_the_replacement_value(replacement):
+    x = torch.rand(2, 1, 5, 5)
+    model = PixelModel(2, 3)
+    keep = torch.ones(2, 1, 5, 5)
+    keep[1, 0, 2, 3] = 0
+    scores = masked_scores(model, x, keep, 0, replacement=replacement)
+    expected = {
+        "zero": torch.zeros(2),
+        0.25: torch.full((2,), 0.25),
+        "blur": gaussian_blur(x)[:, 0, 2, 3],
+        "mean": x.mean(dim=(0, 2, 3)).expand(2),
+    }[replacement]
+    torch.testing.assert_close(scores[:, 0], x[:, 0, 2, 3])
+    torch.testing.assert_close(scores[:, 1], expected)
+
+
+def test_masked_logits_hold_every_class_and_match_masked_scores():
+    x = torch.rand(3, 1, 4, 4)
+    model = LinearModel(torch.randn(1, 4, 4))
+    ranks = torch.randperm(16).reshape(1, 1, 4, 4).expand(3, -1, -1, -1)
+    masks = RankedMasks(ranks, torch.tensor([[0, 4], [8, 12], [16, 2]]))
+    logits = masked_logits(model, x, masks, batch_size=2)
+    assert logits.shape == (3, 2, 2)
+    torch.testing.assert_close(logits[..., 0], masked_scores(model, x, masks, 0))
+    assert torch.all(logits[..., 1] == 0)
+    assert logits[2, 0, 0] == 0  # all 16 pixels removed
+
+
+def test_model_is_evaluated_in_eval_mode_and_left_as_it_was():
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.9), nn.Linear(4, 2))
+    model.train()
+    x = torch.rand(2, 1, 2, 2)
+    first = masked_scores(model, x, torch.ones(5, 1, 2, 2), 0)
+    assert torch.allclose(first, first[:, :1].expand(-1, 5))
+    assert model.training
+
+
+def test_automatic_batch_size_is_small_for_large_images_and_large_for_small_ones():
+    conv = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 2))
+    large = batching.memory_bound(conv, (3, 512, 512), torch.device("cpu"))
+    per_sample = 4 * 3 * 512 * 512 + 2 * 4 * 32 * 512 * 512
+    assert large == batching.MEMORY_BUDGET_BYTES // per_sample < 4
+    assert batching.memory_bound(conv, (3, 8, 8), torch.device("cpu")) == batching.MAX_BATCH
+
+
+def test_automatic_batch_size_is_probed_once_and_cached(monkeypatch):
+    model = LinearModel(torch.randn(1, 6, 6))
+    calls = []
+    monkeypatch.setattr(batching, "fastest_batch_size", lambda *args: calls.append(args) or 48)
+    assert batching.auto_batch_size(model, (1, 6, 6)) == 48
+    assert batching.auto_batch_size(model, (1, 6, 6)) == 48
+    assert len(calls) == 1 and calls[0][3] == batching.MAX_BATCH
+
+
+def test_throughput_probe_stops_at_the_plateau_and_keeps_the_fastest(monkeypatch):
+    # images/second: doubling pays up to 128, then gains less than 10%
+    speed = {16: 1e5, 32: 1.9e5, 64: 3e5, 128: 3.4e5, 256: 3.3e5, 512: 9e5}
+    timed = []
+    monkeypatch.setattr(batching, "_timed", lambda model, inputs, device: timed.append(len(inputs)) or len(inputs) / speed[len(inputs)])
+    assert batching.fastest_batch_size(nn.Identity(), (1, 2, 2), torch.device("cpu"), 1024) == 128
+    assert max(timed) == 256
+
+
+def test_throughput_probe_keeps_the_memory_bound_when_calls_are_dominated_by_fixed_costs(monkeypatch):
+    # 0.3 s per call whatever the size: throughput doubles with the batch until the probe budget runs out
+    monkeypatch.setattr(batching, "_timed", lambda model, inputs, device: 0.3 + len(inputs) * 1e-6)
+    monkeypatch.setattr(batching, "PROBE_BUDGET_SECONDS", 0.0)
+    assert batching.fastest_batch_size(nn.Identity(), (1, 2, 2), torch.device("cpu"), 700) == 700
+
+
+def test_bad_batch_size_is_rejected():
+    with pytest.raises(XaitrustError, match="batch_size"):
+        masked_scores(LinearModel(torch.ones(1, 2, 2)), torch.rand(1, 1, 2, 2), torch.ones(1, 1, 2, 2), 0, batch_size=0)
+
+
+def test_per_image_counts_must_match_the_batch():
+    with pytest.raises(XaitrustError, match="per-image counts"):
+        RankedMasks(torch.zeros(2, 1, 2, 2, dtype=torch.long), torch.zeros(3, 4, dtype=torch.long))
