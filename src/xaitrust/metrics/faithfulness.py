@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import XaitrustError
 from ..outputs import check_target
 from ..perturb.orders import random_segment_ranks, ranks_from_maps, uniform_fractions
 from ..perturb.segments import check_segments, superpixels
@@ -102,6 +103,40 @@ class BetterThanRandom:
     ratio: float
 
 
+def random_superpixel_deletion(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target,
+    n_superpixels: int = 100,
+    n_orders: int = 5,
+    seed: int = 0,
+    *,
+    steps: int = 100,
+    replacement="blur",
+    output: str = "probability",
+    segments: torch.Tensor | None = None,
+    batch_size: int | None = None,
+) -> PerturbationCurves:
+    """The random baseline of C2I: deletion curves of ``n_orders`` random orders of the image's superpixels, averaged.
+
+    ``segments`` (integer ids ``(B, H, W)``) replace the SLIC superpixels of ``x`` when given. The curve's x-axis is
+    the fraction of superpixels removed (``round(f * n_b)`` of image ``b``'s ``n_b`` superpixels); curves are
+    normalised by the clean score. It does not depend on any map, so one baseline serves every explanation method.
+    """
+    check_images(x)
+    segments = superpixels(x, n_superpixels) if segments is None else check_segments(segments, x)
+    ranks, n_segments = random_segment_ranks(segments.to(x.device), n_orders, seed)
+    target = check_target(target, len(x), getattr(model, "num_classes", None), device=x.device)
+    rows = ranked_curves(
+        model, x.repeat_interleave(n_orders, dim=0), ranks, n_segments, uniform_fractions(steps),
+        target.repeat_interleave(n_orders),
+        mode="delete", replacement=replacement, output=output, normalize=True, batch_size=batch_size,
+    )
+    curves = rows.curves.reshape(len(x), n_orders, -1).mean(dim=1)
+    clean_score = rows.clean_score.reshape(len(x), n_orders)[:, 0]
+    return PerturbationCurves(curves, rows.fractions, curve_area(curves, rows.fractions), clean_score, True)
+
+
 def better_than_random(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -117,30 +152,25 @@ def better_than_random(
     segments: torch.Tensor | None = None,
     ties: str = "stable",
     batch_size: int | None = None,
+    baseline: PerturbationCurves | None = None,
 ) -> BetterThanRandom:
     """Deletion area of ``maps`` against the mean deletion area of ``n_orders`` random superpixel orders.
 
-    ``segments`` (integer ids ``(B, H, W)``) replace the SLIC superpixels of ``x`` when given. The random curve's
-    x-axis is the fraction of superpixels removed (``round(f * n_b)`` of image ``b``'s ``n_b`` superpixels).
+    ``baseline``, when given, is a ``random_superpixel_deletion`` result for the same model, images, targets and
+    settings (compute it once and reuse it for every method); otherwise it is computed here.
     """
     maps_deletion = deletion(
         model, x, maps, target, steps, replacement, output, True, ties=ties, seed=seed, batch_size=batch_size
     )
-    segments = superpixels(x, n_superpixels) if segments is None else check_segments(segments, x)
-    ranks, n_segments = random_segment_ranks(segments.to(x.device), n_orders, seed)
-    target = check_target(target, len(x), getattr(model, "num_classes", None), device=x.device)
-    random_rows = ranked_curves(
-        model, x.repeat_interleave(n_orders, dim=0), ranks, n_segments, uniform_fractions(steps),
-        target.repeat_interleave(n_orders),
-        mode="delete", replacement=replacement, output=output, normalize=True, batch_size=batch_size,
-    )
-    random_curves = random_rows.curves.reshape(len(x), n_orders, -1).mean(dim=1)
-    random = PerturbationCurves(
-        random_curves,
-        random_rows.fractions,
-        curve_area(random_curves, random_rows.fractions),
-        maps_deletion.clean_score,
-        True,
-    )
-    better = maps_deletion.area < random.area
-    return BetterThanRandom(maps_deletion, random, better, float(better.float().mean()))
+    if baseline is None:
+        baseline = random_superpixel_deletion(
+            model, x, target, n_superpixels, n_orders, seed, steps=steps, replacement=replacement, output=output,
+            segments=segments, batch_size=batch_size,
+        )
+    elif baseline.curves.shape != maps_deletion.curves.shape:
+        raise XaitrustError(
+            f"the random baseline's curves {tuple(baseline.curves.shape)} do not match these images and steps "
+            f"{tuple(maps_deletion.curves.shape)}; compute it with the same images and steps"
+        )
+    better = maps_deletion.area < baseline.area
+    return BetterThanRandom(maps_deletion, baseline, better, float(better.float().mean()))

@@ -1,0 +1,238 @@
+"""The benchmark scorecard, xaitrust's main job: one model, every explainer, uncalibrated vs calibrated.
+
+Steps: train (or reuse) the model; fit a calibrator (temperature scaling by default) on a calibration split carved
+from the test data; explain the same held-out images with every method on both models; score each method's maps for
+faithfulness (deletion area and BTR with blurred replacement, Calibrate to Interpret; MIF/LIF area, FPA; muFidelity,
+MeGe/ReCo appendix C), coherence (Otsu-TV), stability (local Lipschitz) and the calibration interplay (SSIM between
+the two models' maps); and put the means in one table, methods x (metric, model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+import tomli_w
+from tqdm.auto import tqdm
+
+from ..calibration import get_calibrator
+from ..calibration.summary import calibration_summary
+from ..data import calibration_split, stratified_sample
+from ..explainers import available_explainers
+from ..explainers.reduce import reduce_attributions
+from ..metrics.faithfulness import random_superpixel_deletion
+from ..report.figures import plot_curves, plot_map_grid
+from ..report.html import Section, write_report
+from .common import explain_cached, load_splits, predictions, train_config, train_in_run
+from .config import ProtocolSpec
+from .results import pivot_summary, summarize
+from .run_folder import RunFolder
+from .scoring import HIGHER_IS_BETTER, faithfulness_rows, lipschitz_rows, ssim_rows
+
+ALL_EXPLAINERS = [info.name for info in available_explainers()]
+
+_COMMON = {
+    "dataset": "fashion-mnist",
+    "data_root": "",
+    "train_size": 0,
+    "test_size": 0,
+    "model": "cnn",
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "batch_size": 128,
+    "epochs": 5,
+    "seed": 0,
+    "calibrator": "temperature",
+    "calibration_size": 2000,
+    "explainers": ALL_EXPLAINERS,
+    "output": "probability",
+    "reduction": "abs-sum",
+    "replacement": "blur",
+    "deletion_steps": 100,
+    "n_superpixels": 100,
+    "n_orders": 5,
+    "mu_fidelity_subsets": 200,
+    "n_images": 256,
+    "lipschitz_images": 32,
+    "lipschitz_neighbours": 40,
+    "lipschitz_radius": 0.05,
+    "lipschitz_explainers": ALL_EXPLAINERS,
+    "explainer_batch_size": 64,
+    "explainer_params": {"integrated-gradients": {"steps": 30, "baseline": "black+white"}},
+}
+
+_CHEAP_LIPSCHITZ = ["saliency", "sensitivity", "gradient-input", "integrated-gradients", "smoothgrad", "gradcam",
+                    "gradcam++", "guided-backprop", "deeplift", "lrp", "random"]
+
+SPEC = ProtocolSpec(
+    name="benchmark",
+    description="Scorecard of every explainer on one model: faithfulness, stability, coherence, calibration interplay.",
+    defaults={
+        "paper": dict(_COMMON, n_images=256),
+        "quick": dict(
+            _COMMON, epochs=3, n_images=48, deletion_steps=50, n_superpixels=50, n_orders=3, mu_fidelity_subsets=64,
+            lipschitz_images=12, lipschitz_neighbours=10, lipschitz_explainers=_CHEAP_LIPSCHITZ,
+            explainer_params={
+                "integrated-gradients": {"steps": 30, "baseline": "black+white"},
+                "smoothgrad": {"samples": 30}, "smoothgrad-squared": {"samples": 30}, "vargrad": {"samples": 30},
+                "rise": {"n_masks": 1000}, "meaningful-perturbation": {"steps": 150},
+                "kernelshap": {"n_samples": 200}, "lime": {"n_samples": 200},
+            },
+        ),
+        "smoke": dict(
+            _COMMON, train_size=2000, test_size=600, epochs=1, calibration_size=300, n_images=6, deletion_steps=10,
+            n_superpixels=20, n_orders=2, mu_fidelity_subsets=16, lipschitz_images=3, lipschitz_neighbours=3,
+            lipschitz_explainers=["saliency", "integrated-gradients", "gradcam"],
+            explainer_params={
+                "integrated-gradients": {"steps": 8, "baseline": "black+white"},
+                "smoothgrad": {"samples": 4}, "smoothgrad-squared": {"samples": 4}, "vargrad": {"samples": 4},
+                "rise": {"n_masks": 100}, "meaningful-perturbation": {"steps": 10},
+                "kernelshap": {"n_samples": 40}, "lime": {"n_samples": 40},
+            },
+        ),
+    },
+    choices={
+        "explainers": tuple(ALL_EXPLAINERS),
+        "lipschitz_explainers": tuple(ALL_EXPLAINERS),
+        "calibrator": ("temperature", "dirichlet"),
+        "output": ("logit", "probability", "log-probability"),
+        "reduction": ("abs-sum", "sum", "max-abs", "input-sum"),
+        "replacement": ("zero", "mean", "blur", "uniform"),
+    },
+)
+
+
+def fit_calibrator(run: RunFolder, model, calibration, name: str):
+    """Fit calibrator ``name`` on the calibration split's logits, or load it from the run folder."""
+    from ..calibration import Calibrator
+
+    path = run.path / "calibrators" / name
+    if path.with_suffix(".json").exists():  # written last by Calibrator.save
+        return Calibrator.load(path)
+    calibrator = get_calibrator(name).fit(predictions(model, calibration.x), calibration.y)
+    calibrator.save(path)
+    return calibrator
+
+
+def calibration_table(models: dict, held_out) -> pd.DataFrame:
+    """Accuracy, ECE, density ECE, KL calibration error and NLL of each model on the held-out images."""
+    rows = []
+    for name, model in models.items():
+        probs = torch.softmax(predictions(model, held_out.x), dim=-1)
+        rows.append({"model": name, **calibration_summary(probs, held_out.y)})
+    return pd.DataFrame(rows)
+
+
+def scorecard(summary: pd.DataFrame) -> pd.DataFrame:
+    """Methods x (metric, model) table of means, metrics in the order of ``HIGHER_IS_BETTER``."""
+    table = pivot_summary(summary, index=("method",), columns=("metric", "model"))
+    order = [m for m in HIGHER_IS_BETTER if m in table.columns.get_level_values(0)]
+    return table.reindex(columns=order, level=0)
+
+
+def findings(summary: pd.DataFrame, calibration: pd.DataFrame) -> list[str]:
+    """Plain sentences computed from the numbers: best method per metric and what calibration changed."""
+    lines = []
+    before, after = calibration.iloc[0], calibration.iloc[1]
+    lines.append(
+        f"Calibration ({after['model']}) changed the held-out ECE from {before['ece']:.4f} to {after['ece']:.4f} "
+        f"and the KL calibration error from {before['kl_calibration_error']:.4f} to {after['kl_calibration_error']:.4f}"
+        f" (accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f})."
+    )
+    uncalibrated = summary[(summary["model"] == "uncalibrated") & (summary["method"] != "random")]
+    for metric, higher in HIGHER_IS_BETTER.items():
+        rows = uncalibrated[uncalibrated["metric"] == metric].dropna(subset=["mean"])
+        if len(rows):
+            best = rows.loc[rows["mean"].idxmax() if higher else rows["mean"].idxmin()]
+            lines.append(f"Best {metric} on the uncalibrated model: {best['method']} ({best['mean']:.4g}; "
+                         f"{'higher' if higher else 'lower'} is better).")
+    deletion = summary[summary["metric"] == "deletion_area"].pivot_table(index="method", columns="model", values="mean")
+    if {"uncalibrated", "calibrated"} <= set(deletion.columns):
+        lowered = (deletion["calibrated"] < deletion["uncalibrated"]).sum()
+        lines.append(f"Calibration lowered the mean deletion area (more faithful) for {lowered} of {len(deletion)} methods.")
+    return lines
+
+
+def execute(run: RunFolder) -> Path:
+    config = run.config
+    train, test = load_splits(config)
+    trained = train_in_run(run, "model", config["model"], train, test, train_config(config))
+    model = trained.model
+    calibration, held_out = calibration_split(test, config["calibration_size"], seed=config["seed"])
+    calibrator = fit_calibrator(run, model, calibration, config["calibrator"])
+    models = {"uncalibrated": model, "calibrated": calibrator.wrap(model)}
+    calibration_results = calibration_table(models, held_out)
+    run.write_table("calibration", calibration_results)
+
+    chosen = stratified_sample(held_out.y, min(config["n_images"], len(held_out)), seed=config["seed"])
+    x = held_out.x[chosen]
+    target = predictions(model, x).argmax(dim=1)
+    tables, grids, deletion_curves, uncalibrated_maps = [], {}, {}, {}
+    for model_name, wrapped in models.items():
+        baseline = random_superpixel_deletion(
+            wrapped, x, target, config["n_superpixels"], config["n_orders"], config["seed"],
+            steps=config["deletion_steps"], replacement=config["replacement"], output=config["output"],
+        )
+        deletion_curves[f"random superpixels ({model_name})"] = (baseline.fractions, baseline.curves)
+        for method in tqdm(config["explainers"], desc=f"score {model_name}", unit="method"):
+            params = config["explainer_params"].get(method, {})
+            key = f"{method}/{model_name}"
+            attributions = explain_cached(
+                run, key, method, params, wrapped, x, target, config["output"], config["explainer_batch_size"]
+            )
+            maps = reduce_attributions(attributions, config["reduction"], inputs=x)
+            grids.setdefault(model_name, {})[method] = maps[:8]
+            if model_name == "uncalibrated":
+                uncalibrated_maps[method] = maps
+
+            def compute(method=method, wrapped=wrapped, model_name=model_name, attributions=attributions, maps=maps):
+                rows, curves = faithfulness_rows(
+                    wrapped, x, target, attributions, maps, config, baseline, method, model_name
+                )
+                parts = [rows]
+                if method in config["lipschitz_explainers"]:
+                    parts.append(lipschitz_rows(wrapped, x, target, method, params, config, model_name))
+                if model_name != "uncalibrated":
+                    parts.append(ssim_rows(maps, uncalibrated_maps[method], method, model_name))
+                return pd.concat(parts)
+
+            tables.append(run.cached_table(f"scores/{key}", compute))
+    results = pd.concat(tables, ignore_index=True)
+    run.write_table("results", results)
+    summary = summarize(results)
+    run.write_table("summary", summary)
+    card = scorecard(summary)
+    run.write_table("scorecard", card.reset_index())
+
+    figures = run.path / "figures"
+    grid_figures = {
+        f"Maps ({name})": plot_map_grid(figures / f"maps-{name}.png", x[:8], maps, title=f"{name} model")
+        for name, maps in grids.items()
+    }
+    sections = [
+        Section(
+            "Scorecard",
+            [f"{len(x)} held-out {config['dataset']} images, model {config['model']} "
+             f"(test accuracy {trained.metrics.get('test_accuracy', float('nan')):.4f}), explanations of the "
+             f"{config['output']} of the predicted class, maps reduced by {config['reduction']}. Means per method; "
+             "arrows in the metric list below say which direction is better."],
+            tables={"Mean per method (methods x metric, model)": card},
+        ),
+        Section(
+            "Metrics",
+            [", ".join(f"{m} ({'higher' if h else 'lower'} is better)" for m, h in HIGHER_IS_BETTER.items())],
+            tables={"Summary (mean, std, 95% CI half-width, n)": summary},
+        ),
+        Section("Calibration", [f"Calibrator: {config['calibrator']}, fitted on {len(calibration)} held-out images."],
+                tables={"Held-out calibration": calibration_results}),
+        Section("Random baseline", [], figures={
+            "Deletion curves of random superpixel orders (blur)": plot_curves(
+                figures / "random-deletion.png", deletion_curves, "fraction of superpixels removed",
+                f"{config['output']} / clean {config['output']}")}),
+        Section("Example maps", [], figures=grid_figures),
+    ]
+    return write_report(
+        run.path / "report.html", "xaitrust benchmark scorecard", findings(summary, calibration_results), sections,
+        tomli_w.dumps(config),
+    )
