@@ -12,23 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import torch
 import tomli_w
-from tqdm.auto import tqdm
 
-from ..calibration import get_calibrator
-from ..calibration.summary import calibration_summary
 from ..data import calibration_split, stratified_sample
 from ..explainers import available_explainers
-from ..explainers.reduce import reduce_attributions
-from ..metrics.faithfulness import random_superpixel_deletion
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
-from .common import explain_cached, load_splits, predictions, train_config, train_in_run
+from .common import calibration_table, fit_calibrator, load_splits, predictions, train_config, train_in_run
 from .config import ProtocolSpec
 from .results import pivot_summary, summarize
 from .run_folder import RunFolder
-from .scoring import HIGHER_IS_BETTER, faithfulness_rows, lipschitz_rows, ssim_rows
+from .scoring import HIGHER_IS_BETTER, score_methods
 
 ALL_EXPLAINERS = [info.name for info in available_explainers()]
 
@@ -48,6 +42,7 @@ _COMMON = {
     "explainers": ALL_EXPLAINERS,
     "output": "probability",
     "reduction": "abs-sum",
+    "method_reductions": {"sensitivity": "sum"},
     "replacement": "blur",
     "deletion_steps": 100,
     "n_superpixels": 100,
@@ -103,27 +98,6 @@ SPEC = ProtocolSpec(
 )
 
 
-def fit_calibrator(run: RunFolder, model, calibration, name: str):
-    """Fit calibrator ``name`` on the calibration split's logits, or load it from the run folder."""
-    from ..calibration import Calibrator
-
-    path = run.path / "calibrators" / name
-    if path.with_suffix(".json").exists():  # written last by Calibrator.save
-        return Calibrator.load(path)
-    calibrator = get_calibrator(name).fit(predictions(model, calibration.x), calibration.y)
-    calibrator.save(path)
-    return calibrator
-
-
-def calibration_table(models: dict, held_out) -> pd.DataFrame:
-    """Accuracy, ECE, density ECE, KL calibration error and NLL of each model on the held-out images."""
-    rows = []
-    for name, model in models.items():
-        probs = torch.softmax(predictions(model, held_out.x), dim=-1)
-        rows.append({"model": name, **calibration_summary(probs, held_out.y)})
-    return pd.DataFrame(rows)
-
-
 def scorecard(summary: pd.DataFrame) -> pd.DataFrame:
     """Methods x (metric, model) table of means, metrics in the order of ``HIGHER_IS_BETTER``."""
     table = pivot_summary(summary, index=("method",), columns=("metric", "model"))
@@ -168,37 +142,8 @@ def execute(run: RunFolder) -> Path:
     chosen = stratified_sample(held_out.y, min(config["n_images"], len(held_out)), seed=config["seed"])
     x = held_out.x[chosen]
     target = predictions(model, x).argmax(dim=1)
-    tables, grids, deletion_curves, uncalibrated_maps = [], {}, {}, {}
-    for model_name, wrapped in models.items():
-        baseline = random_superpixel_deletion(
-            wrapped, x, target, config["n_superpixels"], config["n_orders"], config["seed"],
-            steps=config["deletion_steps"], replacement=config["replacement"], output=config["output"],
-        )
-        deletion_curves[f"random superpixels ({model_name})"] = (baseline.fractions, baseline.curves)
-        for method in tqdm(config["explainers"], desc=f"score {model_name}", unit="method"):
-            params = config["explainer_params"].get(method, {})
-            key = f"{method}/{model_name}"
-            attributions = explain_cached(
-                run, key, method, params, wrapped, x, target, config["output"], config["explainer_batch_size"]
-            )
-            maps = reduce_attributions(attributions, config["reduction"], inputs=x)
-            grids.setdefault(model_name, {})[method] = maps[:8]
-            if model_name == "uncalibrated":
-                uncalibrated_maps[method] = maps
-
-            def compute(method=method, wrapped=wrapped, model_name=model_name, attributions=attributions, maps=maps):
-                rows, curves = faithfulness_rows(
-                    wrapped, x, target, attributions, maps, config, baseline, method, model_name
-                )
-                parts = [rows]
-                if method in config["lipschitz_explainers"]:
-                    parts.append(lipschitz_rows(wrapped, x, target, method, params, config, model_name))
-                if model_name != "uncalibrated":
-                    parts.append(ssim_rows(maps, uncalibrated_maps[method], method, model_name))
-                return pd.concat(parts)
-
-            tables.append(run.cached_table(f"scores/{key}", compute))
-    results = pd.concat(tables, ignore_index=True)
+    scored = score_methods(run, models, x, target, config)
+    results = scored.results
     run.write_table("results", results)
     summary = summarize(results)
     run.write_table("summary", summary)
@@ -208,7 +153,7 @@ def execute(run: RunFolder) -> Path:
     figures = run.path / "figures"
     grid_figures = {
         f"Maps ({name})": plot_map_grid(figures / f"maps-{name}.png", x[:8], maps, title=f"{name} model")
-        for name, maps in grids.items()
+        for name, maps in scored.examples.items()
     }
     sections = [
         Section(
@@ -228,7 +173,7 @@ def execute(run: RunFolder) -> Path:
                 tables={"Held-out calibration": calibration_results}),
         Section("Random baseline", [], figures={
             "Deletion curves of random superpixel orders (blur)": plot_curves(
-                figures / "random-deletion.png", deletion_curves, "fraction of superpixels removed",
+                figures / "random-deletion.png", scored.random_curves, "fraction of superpixels removed",
                 f"{config['output']} / clean {config['output']}")}),
         Section("Example maps", [], figures=grid_figures),
     ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from functools import partial
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..calibration import Calibrator, get_calibrator
+from ..calibration.summary import calibration_summary
 from ..data import ImageDataset, load_dataset
 from ..explainers import get_explainer
 from ..models import build_model
@@ -80,3 +83,22 @@ def predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) 
     model.eval()
     with torch.no_grad():
         return torch.cat([model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])
+
+
+def fit_calibrator(run: RunFolder, model, calibration: ImageDataset, name: str, **params) -> Calibrator:
+    """Fit calibrator ``name`` on the calibration split's logits, or load it from ``calibrators/<name>``."""
+    path = run.path / "calibrators" / name
+    if path.with_suffix(".json").exists():  # written last by Calibrator.save
+        return Calibrator.load(path)
+    calibrator = get_calibrator(name, **params).fit(predictions(model, calibration.x), calibration.y)
+    calibrator.save(path)
+    return calibrator
+
+
+def calibration_table(models: dict, held_out: ImageDataset) -> pd.DataFrame:
+    """Accuracy, binned ECE, density ECE, KL calibration error and NLL of each model on the held-out images."""
+    rows = []
+    for name, model in models.items():
+        probs = torch.softmax(predictions(model, held_out.x), dim=-1)
+        rows.append({"model": name, **calibration_summary(probs, held_out.y)})
+    return pd.DataFrame(rows)

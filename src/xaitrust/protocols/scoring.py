@@ -3,10 +3,14 @@ Calibrate-to-Interpret protocol. Each function only calls ``xaitrust.metrics`` a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..explainers import get_explainer
+from ..explainers.reduce import reduce_attributions
 from ..metrics import (
     area_between,
     better_than_random,
@@ -18,7 +22,10 @@ from ..metrics import (
     otsu_tv,
 )
 from ..metrics.curves import PerturbationCurves
+from ..metrics.faithfulness import random_superpixel_deletion
+from .common import explain_cached
 from .results import tidy_rows
+from .run_folder import RunFolder
 
 #: Metric names used in tables and reports, with whether higher is better.
 HIGHER_IS_BETTER = {
@@ -31,6 +38,11 @@ HIGHER_IS_BETTER = {
     "local_lipschitz": False,
     "ssim_to_uncalibrated": True,
 }
+
+
+def method_reduction(config: dict, method: str) -> str:
+    """The reduction of ``method``'s attributions: ``config["method_reductions"][method]`` or ``config["reduction"]``."""
+    return config["method_reductions"].get(method, config["reduction"])
 
 
 def faithfulness_rows(
@@ -71,7 +83,7 @@ def lipschitz_rows(model, x, target, method: str, params: dict, config: dict, mo
     values = local_lipschitz(
         get_explainer(method, **params), model, x[:n], target[:n],
         n_neighbours=config["lipschitz_neighbours"], radius=config["lipschitz_radius"], output=config["output"],
-        reduction=config["reduction"], normalize=True, seed=config["seed"],
+        reduction=method_reduction(config, method), normalize=True, seed=config["seed"],
     )
     return tidy_rows(values, metric="local_lipschitz", method=method, model=model_name)
 
@@ -79,3 +91,53 @@ def lipschitz_rows(model, x, target, method: str, params: dict, config: dict, mo
 def ssim_rows(maps: torch.Tensor, reference: torch.Tensor, method: str, model_name: str) -> pd.DataFrame:
     """SSIM between a calibrated model's maps and the uncalibrated model's maps of the same images (C2I 4.3)."""
     return tidy_rows(map_ssim(maps, reference), metric="ssim_to_uncalibrated", method=method, model=model_name)
+
+
+@dataclass
+class ScoredMethods:
+    """What ``score_methods`` returns: tidy per-sample ``results``; per model, the random baseline's deletion curves
+    (``random_curves[label] = (fractions, curves)``), each method's deletion curves, its maps of the first eight images
+    (``examples[model][method]``) and all its maps (``maps[model][method]``)."""
+
+    results: pd.DataFrame
+    random_curves: dict
+    deletion_curves: dict
+    examples: dict
+    maps: dict
+
+
+def score_methods(run: RunFolder, models: dict, x: torch.Tensor, target: torch.Tensor, config: dict) -> ScoredMethods:
+    """Explain ``x`` with every method of ``config["explainers"]`` on every model of ``models`` (the first one is the
+    reference, "uncalibrated") and score the maps; attributions and score tables are cached in the run folder."""
+    reference = next(iter(models))
+    tables, random_curves, deletion_curves, examples, all_maps = [], {}, {}, {}, {}
+    for model_name, model in models.items():
+        baseline = random_superpixel_deletion(
+            model, x, target, config["n_superpixels"], config["n_orders"], config["seed"],
+            steps=config["deletion_steps"], replacement=config["replacement"], output=config["output"],
+        )
+        random_curves[f"random superpixels ({model_name})"] = (baseline.fractions, baseline.curves)
+        for method in tqdm(config["explainers"], desc=f"score {model_name}", unit="method"):
+            params = config["explainer_params"].get(method, {})
+            key = f"{method}/{model_name}"
+            attributions = explain_cached(
+                run, key, method, params, model, x, target, config["output"], config["explainer_batch_size"]
+            )
+            maps = reduce_attributions(attributions, method_reduction(config, method), inputs=x)
+            all_maps.setdefault(model_name, {})[method] = maps
+            examples.setdefault(model_name, {})[method] = maps[:8]
+
+            def compute():
+                rows, curves = faithfulness_rows(model, x, target, attributions, maps, config, baseline, method, model_name)
+                run.cached_tensors(f"curves/{key}", lambda: curves)  # saved before the table that marks it finished
+                parts = [rows]
+                if method in config["lipschitz_explainers"]:
+                    parts.append(lipschitz_rows(model, x, target, method, params, config, model_name))
+                if model_name != reference:
+                    parts.append(ssim_rows(maps, all_maps[reference][method], method, model_name))
+                return pd.concat(parts)
+
+            tables.append(run.cached_table(f"scores/{key}", compute))
+            curves = run.cached_tensors(f"curves/{key}", dict)
+            deletion_curves[(method, model_name)] = (curves["fractions"], curves["deletion"])
+    return ScoredMethods(pd.concat(tables, ignore_index=True), random_curves, deletion_curves, examples, all_maps)
