@@ -1,0 +1,156 @@
+"""Temperature scaling, Dirichlet calibration and ReCalX on sources whose miscalibration is known."""
+
+import pytest
+import torch
+from torch import nn
+
+from xaitrust.calibration import (
+    Calibrator,
+    DirichletCalibration,
+    ReCalX,
+    TemperatureScaling,
+    density_ece,
+    ece,
+    kl_calibration_error,
+    level_bins,
+    nll,
+)
+from xaitrust.errors import XaitrustError
+from xaitrust.perturb import masked_logits
+
+
+def calibrated_logits_source(n, k=10, seed=0):
+    """log p for classifier-like p ~ Dirichlet, labels ~ Categorical(p): softmax of these logits is calibrated."""
+    generator = torch.Generator().manual_seed(seed)
+    predicted = torch.randint(0, k, (n,), generator=generator)
+    p = torch.distributions.Dirichlet(0.2 + 4.0 * nn.functional.one_hot(predicted, k).double()).sample()
+    p = p.clamp_min(1e-12) / p.clamp_min(1e-12).sum(dim=1, keepdim=True)
+    return p.log(), torch.multinomial(p, 1, generator=generator).squeeze(1)
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 2.0])
+def test_temperature_scaling_recovers_a_known_temperature(true_temperature):
+    logits, labels = calibrated_logits_source(3000)
+    fit_logits, test_logits = logits[:1500] / true_temperature, logits[1500:] / true_temperature
+    scaler = TemperatureScaling().fit(fit_logits, labels[:1500])
+    assert scaler.temperature_ == pytest.approx(1 / true_temperature, rel=0.06)
+    test_labels = labels[1500:]
+    before, after = test_logits.softmax(1), scaler(test_logits).exp()
+    assert kl_calibration_error(after, test_labels) < 0.02 < 0.08 < kl_calibration_error(before, test_labels)
+    assert density_ece(after, test_labels) < 0.03 < 0.08 < density_ece(before, test_labels)
+    assert ece(after, test_labels) < 0.04
+    assert torch.equal(after.argmax(1), test_logits.argmax(1))
+
+
+def test_dirichlet_fits_a_linear_miscalibration_better_than_temperature():
+    # the model's log-probabilities are a known linear map of calibrated ones: class-dependent scale and offset
+    logits, labels = calibrated_logits_source(4000, k=4, seed=1)
+    scale = torch.tensor([2.0, 0.5, 1.0, 1.5], dtype=torch.float64)
+    offset = torch.tensor([0.5, -0.5, 1.0, 0.0], dtype=torch.float64)
+    distorted = logits.log_softmax(1) * scale + offset
+    with pytest.warns(UserWarning, match="changes the predicted class"):
+        dirichlet = DirichletCalibration(reg_lambda=1e-4, reg_mu=1e-4).fit(distorted[:2000], labels[:2000])
+    temperature = TemperatureScaling().fit(distorted[:2000], labels[:2000])
+    held_out, held_labels = distorted[2000:], labels[2000:]
+    dirichlet_nll = nll(dirichlet(held_out).exp(), held_labels)
+    temperature_nll = nll(temperature(held_out).exp(), held_labels)
+    calibrated_nll = nll(logits[2000:].softmax(1), held_labels)
+    assert dirichlet_nll < temperature_nll - 0.05
+    assert dirichlet_nll == pytest.approx(calibrated_nll, abs=0.02)
+    assert 0 < dirichlet.changed_argmax_ == pytest.approx(dirichlet.argmax_change_rate(distorted[:2000]))
+
+
+class Linear(nn.Module):
+    """A tiny image classifier with the attributes explainers read."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        self.register_buffer("input_mean", torch.full((1, 1, 1, 1), 0.25))
+
+    @property
+    def cam_layer(self):
+        return self.body[1]
+
+    def forward(self, x):
+        return self.body(x) * 3
+
+
+@pytest.mark.filterwarnings("ignore:Dirichlet calibration changes")
+@pytest.mark.parametrize("make", [lambda: TemperatureScaling(), lambda: DirichletCalibration()])
+def test_wrapped_model_gives_gradients_and_delegates_attributes(make):
+    model = Linear()
+    x = torch.rand(64, 1, 4, 4)
+    labels = model(x).argmax(1)
+    labels[:8] = (labels[:8] + 1) % 3  # some mistakes, so the fitted calibration is not trivial
+    calibrator = make().fit(model(x).detach(), labels)
+    wrapped = calibrator.wrap(model)
+    inputs = x.clone().requires_grad_(True)
+    out = wrapped(inputs)
+    out[:, 0].sum().backward()
+    assert inputs.grad.abs().sum() > 0
+    assert torch.allclose(out.log_softmax(1), calibrator(model(x)), atol=1e-6)
+    assert wrapped.num_classes == 3 and wrapped.cam_layer is model.body[1]
+    assert torch.equal(wrapped.input_mean, model.input_mean)
+    if isinstance(calibrator, TemperatureScaling):
+        assert torch.equal(out.argmax(1), model(x).argmax(1))
+
+
+@pytest.mark.filterwarnings("ignore:Dirichlet calibration changes")
+def test_save_load_round_trip(tmp_path):
+    logits, labels = calibrated_logits_source(300, k=3)
+    for calibrator in (TemperatureScaling().fit(logits * 2, labels), DirichletCalibration(reg_lambda=0.01).fit(logits, labels)):
+        path = calibrator.save(tmp_path / f"cal-{calibrator.name}")
+        assert path.with_suffix(".safetensors").is_file()
+        loaded = Calibrator.load(path)
+        assert type(loaded) is type(calibrator) and loaded.settings() == calibrator.settings()
+        assert torch.allclose(loaded(logits), calibrator(logits))
+    with pytest.raises(XaitrustError, match="not a recalx"):
+        ReCalX.load(tmp_path / "cal-temperature")
+    with pytest.raises(XaitrustError, match="no saved calibrator"):
+        Calibrator.load(tmp_path / "missing")
+
+
+@pytest.mark.filterwarnings("ignore:Dirichlet calibration changes")
+def test_calibrator_input_errors():
+    with pytest.raises(XaitrustError, match="not fitted"):
+        TemperatureScaling()(torch.zeros(2, 3))
+    with pytest.raises(XaitrustError, match="NaN"):
+        TemperatureScaling().fit(torch.full((4, 3), float("nan")), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(XaitrustError, match="labels must lie"):
+        TemperatureScaling().fit(torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]))
+    dirichlet = DirichletCalibration().fit(torch.randn(30, 3), torch.randint(0, 3, (30,)))
+    with pytest.raises(XaitrustError, match="fitted on 3 classes"):
+        dirichlet(torch.zeros(2, 4))
+    with pytest.raises(XaitrustError, match="grouping"):
+        ReCalX(grouping="hexagons")
+
+
+def test_recalx_applies_the_bin_temperature_of_each_given_level():
+    recalx = ReCalX(n_bins=4)
+    recalx.temperatures_ = torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
+    logits = torch.ones(6, 3) * torch.tensor([1.0, 0.0, -1.0])
+    levels = torch.tensor([0.0, 0.2, 0.25, 0.6, 0.99, 1.0])
+    scaled = recalx.calibrated_logits(logits, perturbation_level=levels)
+    assert scaled[:, 0].tolist() == [1.0, 1.0, 0.5, 0.25, 0.125, 0.125]
+    assert level_bins(torch.tensor([0.1 + 0.15]), 4).item() == 1 and level_bins(torch.tensor([1 - 0.75]), 4).item() == 1
+    wrapped = recalx.wrap(Linear())
+    assert wrapped.accepts_perturbation_level
+    x = torch.rand(5, 1, 4, 4)
+    keep = torch.ones(2, 1, 4, 4)
+    keep[1, :, :2] = 0  # half the pixels replaced: level 0.5, bin 2, temperature 4
+    through_engine = masked_logits(wrapped, x, keep, batch_size=3)
+    raw = Linear.forward(wrapped.model, x * keep[1])
+    assert torch.allclose(through_engine[:, 1], raw / 4, atol=1e-6)
+    assert torch.allclose(through_engine[:, 0], wrapped.model(x), atol=1e-6)
+    assert torch.allclose(wrapped(x), wrapped.model(x))  # no level given: clean, bin 0
+
+
+def test_recalx_fits_one_temperature_per_bin_from_perturbed_logits():
+    logits, labels = calibrated_logits_source(4000, k=5, seed=2)
+    levels = torch.rand(4000, dtype=torch.float64)
+    true = torch.tensor([1.0, 3.0], dtype=torch.float64)[(levels >= 0.5).long()]
+    recalx = ReCalX(n_bins=2).fit_logits(logits / true[:, None], labels, levels)
+    assert torch.allclose(recalx.temperatures_, 1 / torch.tensor([1.0, 3.0], dtype=torch.float64), rtol=0.08)
