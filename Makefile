@@ -24,7 +24,7 @@ data:
 	fi
 
 demo: setup
-	$(BIN)/xaitrust demo
+	$(BIN)/xaitrust run benchmark --profile quick --out runs/benchmark-quick
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,60 @@
+"""Plain-gradient explainers: one forward and one backward pass for the whole batch (``_autograd.score_gradients``).
+
+With ``s`` the chosen score of the target class (``output``) and ``x`` the image in [0, 1]:
+
+- ``saliency``: ``|ds/dx|`` (Simonyan et al. 2014, "Deep inside convolutional networks"; MeGe/ReCo's SA).
+- ``sensitivity``: the signed gradient ``ds/dx`` (Calibrate to Interpret, eq. 3; FPA's vanilla gradient VG).
+  Calibrate to Interpret sums it over channels: the ``"sum"`` reduction (``xaitrust.explainers.reduce``) gives that
+  map, and ``"input-sum"`` gives FPA's primed VG'.
+- ``gradient-input``: ``x * ds/dx`` (Shrikumar et al. 2016; MeGe/ReCo's GI).
+
+Captum's ``Saliency`` and ``InputXGradient`` compute the same maps; ours use plain autograd to batch the whole input
+in one pass and to honour ``output`` directly. Tests compare them with Captum.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._autograd import score_gradients
+from .base import Explainer, register
+
+
+class _InputGradient(Explainer):
+    """Computes ``ds/dx`` for the batch; subclasses say how it becomes an attribution."""
+
+    def __init__(self) -> None:
+        pass
+
+    def attribute(self, model, x, target, output):
+        return self.from_gradient(score_gradients(model, x, target, output), x)
+
+    def from_gradient(self, gradient: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@register
+class Saliency(_InputGradient):
+    name = "saliency"
+    description = "absolute gradient |ds/dx| of the target score (Simonyan et al. 2014)"
+
+    def from_gradient(self, gradient, x):
+        return gradient.abs()
+
+
+@register
+class Sensitivity(_InputGradient):
+    name = "sensitivity"
+    description = "signed gradient ds/dx of the target score; its 'sum' reduction is Calibrate to Interpret's map"
+
+    def from_gradient(self, gradient, x):
+        return gradient
+
+
+@register
+class GradientInput(_InputGradient):
+    name = "gradient-input"
+    description = "gradient times input x * ds/dx (Shrikumar et al. 2016)"
+
+    def from_gradient(self, gradient, x):
+        return gradient * x

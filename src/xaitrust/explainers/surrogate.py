@@ -1,0 +1,209 @@
+"""Surrogate explainers over feature groups: KernelSHAP (Lundberg & Lee, NeurIPS 2017) and LIME (Ribeiro, Singh &
+Guestrin, KDD 2016).
+
+The image is cut into feature groups (SLIC superpixels or square patches, ``xaitrust.perturb.segments``). A coalition
+``z ∈ {0, 1}^F`` keeps the groups where ``z = 1`` and replaces the others (``replacement``, zero by default as in
+ReCalX); ``v(z)`` is the chosen score of the target class on that image, evaluated by ``masked_scores``. A weighted
+linear model of ``v`` over ``z`` is fitted for every image at once (one batched solve of ``(B, F, F)`` normal
+equations) and each pixel receives the coefficient of its group (as Captum does with a feature mask; not divided by
+the group size), the same on every channel.
+
+Coalitions are drawn from a generator seeded with ``seed`` for each number of groups, so images with the same number
+of groups share coalitions and an image's map does not depend on the batch it is explained in. SLIC itself runs image
+by image on the CPU (scikit-image).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import XaitrustError
+from ..perturb import masked_scores
+from ..perturb.masks import CoalitionMasks
+from ..perturb.segments import FEATURE_GROUPS, feature_groups
+from .base import Explainer, register
+
+
+class SurrogateExplainer(Explainer):
+    """Shared machinery: feature groups, coalition sampling per group count, evaluation, per-pixel coefficients.
+
+    Parameters: ``n_samples`` coalitions per image; ``features`` ``"superpixels"`` (SLIC, ``n_segments``,
+    ``compactness``) or ``"patches"`` (``patch_size``); ``replacement`` of switched-off groups; ``seed``;
+    ``batch_size`` of the masked evaluation (``None``: the engine's choice).
+
+    Subclasses implement ``draw(n_features, generator) -> (coalitions (M, n_features), weights (M,))`` and
+    ``fit(coalitions (B, M, F), scores (B, M), weights (B, M), present (B, F)) -> coefficients (B, F)``.
+    """
+
+    def __init__(
+        self,
+        n_samples: int = 200,
+        features: str = "superpixels",
+        n_segments: int = 50,
+        compactness: float | None = None,
+        patch_size: int = 4,
+        replacement="zero",
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> None:
+        if n_samples < 1:
+            raise XaitrustError(f"n_samples must be a positive integer; got {n_samples}")
+        if features not in FEATURE_GROUPS:
+            raise XaitrustError(f"features must be one of {', '.join(FEATURE_GROUPS)}; got {features!r}")
+        self.n_samples = n_samples
+        self.features = features
+        self.n_segments = n_segments
+        self.compactness = compactness
+        self.patch_size = patch_size
+        self.replacement = replacement
+        self.seed = seed
+        self.batch_size = batch_size
+
+    def attribute(self, model, x, target, output):
+        segments = feature_groups(
+            x, self.features, n_segments=self.n_segments, compactness=self.compactness, patch_size=self.patch_size
+        )
+        n_features = segments.flatten(1).max(dim=1).values + 1
+        width = int(n_features.max())
+        present = torch.arange(width, device=x.device) < n_features[:, None]
+        coalitions, weights = self.coalitions(n_features, width)
+        scores = masked_scores(
+            model, x, CoalitionMasks(coalitions, segments), target, replacement=self.replacement, output=output,
+            batch_size=self.batch_size, generator=self.generator(x.device),
+        )
+        coefficients = self.fit(coalitions.double(), scores.double(), weights, present)
+        pixels = coefficients.to(x.dtype).gather(1, segments.flatten(1)).reshape(len(x), 1, *x.shape[2:])
+        return pixels.expand(-1, x.shape[1], -1, -1)
+
+    def coalitions(self, n_features: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coalitions ``(B, M, width)`` (zero beyond each image's groups) and weights ``(B, M)``; images with fewer
+        drawn coalitions than ``M`` are padded with zero-weight empty ones."""
+        counts = n_features.cpu()
+        draws = {
+            count: self.draw(count, torch.Generator().manual_seed(int(self.seed))) for count in counts.unique().tolist()
+        }
+        rows = max(len(drawn) for drawn, _ in draws.values())
+        coalitions = torch.zeros(len(counts), rows, width)
+        weights = torch.zeros(len(counts), rows, dtype=torch.float64)
+        for count, (drawn, drawn_weights) in draws.items():
+            images = counts == count
+            coalitions[images, : len(drawn), :count] = drawn
+            weights[images, : len(drawn)] = drawn_weights
+        return coalitions.to(n_features.device), weights.to(n_features.device)
+
+    def draw(self, n_features: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def fit(self, coalitions, scores, weights, present) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def normal_equations(design, targets, weights, present):
+    """``A = Xᵀ W X`` ``(B, F, F)`` and ``c = Xᵀ W y`` ``(B, F)``, with ``A_ff = 1`` for groups not ``present``
+    (their columns are zero, so their coefficient comes out 0)."""
+    weighted = design * weights.unsqueeze(-1)
+    gram = weighted.transpose(1, 2) @ design
+    gram = gram + torch.diag_embed((~present).to(gram.dtype))
+    return gram, (weighted.transpose(1, 2) @ targets.unsqueeze(-1)).squeeze(-1)
+
+
+def subsets_of_sizes(sizes: torch.Tensor, n_features: int, generator: torch.Generator) -> torch.Tensor:
+    """One uniformly random subset of ``sizes[i]`` of the ``n_features`` groups per row: ``(len(sizes), n_features)``."""
+    ranks = torch.rand(len(sizes), n_features, generator=generator).argsort(dim=1).argsort(dim=1)
+    return (ranks < sizes[:, None]).float()
+
+
+@register
+class KernelShap(SurrogateExplainer):
+    """KernelSHAP: Shapley values of the groups as the solution of a constrained weighted least-squares problem.
+
+    ``phi = argmin sum_z pi(z) (v(z) - v(0) - zᵀ phi)^2`` subject to ``sum_f phi_f = v(1) - v(0)`` (efficiency), with
+    the Shapley kernel ``pi(z) = (F - 1) / (C(F, |z|) |z| (F - |z|))`` (Lundberg & Lee 2017, Theorem 2). When
+    ``n_samples >= 2^F - 2`` every coalition is enumerated with its kernel weight and the result is the exact Shapley
+    value; otherwise ``n_samples`` coalitions are drawn with size ``k`` from ``p(k) ∝ 1 / (k (F - k))`` and a uniform
+    subset of that size (the kernel absorbed by the sampling, unit weights), in complementary pairs (Covert & Lee,
+    AISTATS 2021). The empty and full coalitions are always evaluated too (``n_samples + 2`` masked images per image).
+    The constraint is solved exactly through the Lagrangian system of the normal equations.
+    """
+
+    name = "kernelshap"
+    description = "KernelSHAP: Shapley values of superpixels/patches by constrained regression (Lundberg & Lee 2017)"
+
+    def draw(self, n_features, generator):
+        ends = torch.stack([torch.ones(n_features), torch.zeros(n_features)])
+        if n_features < 63 and self.n_samples >= 2**n_features - 2:
+            codes = torch.arange(1, 2**n_features - 1)
+            sampled = ((codes[:, None] >> torch.arange(n_features)) & 1).float()
+            sizes = sampled.sum(dim=1)
+            binomials = torch.tensor([float(math.comb(n_features, int(k))) for k in sizes])
+            weights = (n_features - 1) / (binomials * sizes * (n_features - sizes))
+        else:
+            sizes = torch.arange(1, n_features, dtype=torch.float64)
+            size_probs = 1.0 / (sizes * (n_features - sizes))
+            half = torch.multinomial(size_probs, -(-self.n_samples // 2), replacement=True, generator=generator) + 1
+            subsets = subsets_of_sizes(half, n_features, generator)
+            sampled = torch.stack([subsets, 1.0 - subsets], dim=1).flatten(0, 1)[: self.n_samples]
+            weights = torch.ones(len(sampled), dtype=torch.float64)
+        return torch.cat([ends, sampled]), torch.cat([torch.zeros(2, dtype=torch.float64), weights.double()])
+
+    def fit(self, coalitions, scores, weights, present):
+        empty, full = scores[:, 1:2], scores[:, 0]
+        gram, moment = normal_equations(coalitions, scores - empty, weights, present)
+        ones = present.to(gram.dtype)
+        # Lagrangian (KKT) system [[A, u], [uᵀ, 0]] [phi; lambda] = [c; v(1) - v(0)], u = present groups
+        top = torch.cat([gram, ones.unsqueeze(-1)], dim=2)
+        bottom = torch.cat([ones, torch.zeros_like(ones[:, :1])], dim=1).unsqueeze(1)
+        system = torch.cat([top, bottom], dim=1)
+        rhs = torch.cat([moment, full.unsqueeze(-1) - empty], dim=1).unsqueeze(-1)
+        return torch.linalg.lstsq(system, rhs).solution[:, :-1, 0]
+
+
+@register
+class Lime(SurrogateExplainer):
+    """LIME: a weighted ridge regression of the scores on the coalitions, with intercept.
+
+    Coalitions: the full one first, then each group kept with probability 1/2 (as the ``lime`` package's image
+    explainer). Weights: ``pi(z) = exp(-d(z)^2 / (2 sigma^2))`` with ``d`` the cosine distance between ``z`` and the
+    all-ones vector, ``d = 1 - sqrt(|z| / F)``, and ``sigma = kernel_width`` (0.25, the ``lime`` image default;
+    ``exp(-d^2 / (2 sigma^2))`` is ``lime``'s ``sqrt(exp(-d^2 / sigma^2))`` and Captum's exponential kernel).
+    ``beta = argmin sum_z pi(z) (v(z) - beta_0 - zᵀ beta)^2 + ridge * |beta|^2``; ``ridge = 1`` as ``lime``'s default
+    ``Ridge(alpha=1)``, ``ridge = 0`` for plain weighted least squares.
+    """
+
+    name = "lime"
+    description = "LIME: locally weighted ridge regression on superpixel/patch coalitions (Ribeiro et al. 2016)"
+
+    def __init__(
+        self,
+        n_samples: int = 200,
+        features: str = "superpixels",
+        n_segments: int = 50,
+        compactness: float | None = None,
+        patch_size: int = 4,
+        kernel_width: float = 0.25,
+        ridge: float = 1.0,
+        replacement="zero",
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__(n_samples, features, n_segments, compactness, patch_size, replacement, seed, batch_size)
+        if kernel_width <= 0 or ridge < 0:
+            raise XaitrustError(f"kernel_width must be positive and ridge non-negative; got {kernel_width}, {ridge}")
+        self.kernel_width = kernel_width
+        self.ridge = ridge
+
+    def draw(self, n_features, generator):
+        sampled = (torch.rand(self.n_samples, n_features, generator=generator) < 0.5).float()
+        sampled[0] = 1.0
+        distance = 1.0 - (sampled.sum(dim=1).double() / n_features).sqrt()
+        return sampled, torch.exp(-(distance**2) / (2 * self.kernel_width**2))
+
+    def fit(self, coalitions, scores, weights, present):
+        total = weights.sum(dim=1, keepdim=True)
+        centred = coalitions - (weights.unsqueeze(-1) * coalitions).sum(dim=1, keepdim=True) / total.unsqueeze(-1)
+        targets = scores - (weights * scores).sum(dim=1, keepdim=True) / total
+        gram, moment = normal_equations(centred, targets, weights, present)
+        gram = gram + self.ridge * torch.diag_embed(present.to(gram.dtype))
+        return torch.linalg.lstsq(gram, moment.unsqueeze(-1)).solution[..., 0]

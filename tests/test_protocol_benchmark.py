@@ -1,0 +1,99 @@
+"""End to end: the benchmark protocol's smoke profile writes a complete run folder, resumes, and its report renders
+in headless Chromium without errors."""
+
+import shutil
+import time
+
+import pandas as pd
+import pytest
+
+from xaitrust.errors import XaitrustError
+from xaitrust.protocols import run_protocol
+from xaitrust.protocols.benchmark import SPEC
+from xaitrust.protocols.config import resolve_config
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmark") / "run"
+    began = time.perf_counter()
+    report = run_protocol("benchmark", profile="smoke", out=out)
+    return out, report, time.perf_counter() - began
+
+
+def test_run_folder_holds_config_results_and_report(smoke_run):
+    out, report, _ = smoke_run
+    assert report == out / "report.html"
+    for name in ("config.toml", "versions.json", "results.csv", "summary.csv", "scorecard.csv", "calibration.csv"):
+        assert (out / name).is_file(), name
+    results = pd.read_csv(out / "results.csv")
+    config = resolve_config(SPEC, "smoke")
+    assert set(results["method"]) == set(config["explainers"])
+    assert set(results["model"]) == {"uncalibrated", "calibrated"}
+    per_sample = results[results["metric"] == "deletion_area"].groupby(["method", "model"])["sample"].nunique()
+    assert (per_sample == config["n_images"]).all()
+    # Curves are divided by the clean score, so areas are positive; deletion rarely ends above the clean score.
+    areas = results.loc[results["metric"].isin(["deletion_area", "insertion_area"]), "value"]
+    assert (areas > 0).all() and areas.lt(5).all()
+    assert results.loc[results["metric"] == "deletion_area", "value"].median() < 1
+    btr = results.loc[results["metric"] == "better_than_random", "value"]
+    assert set(btr.unique()) <= {0.0, 1.0}
+    calibration = pd.read_csv(out / "calibration.csv")
+    # Temperature scaling keeps the argmax: accuracy is unchanged.
+    assert calibration["accuracy"].iloc[0] == pytest.approx(calibration["accuracy"].iloc[1])
+
+
+def test_rerun_resumes_without_recomputing(smoke_run):
+    out, _, first_seconds = smoke_run
+    model_file = out / "models" / "model" / "model.safetensors"
+    stamp = model_file.stat().st_mtime_ns
+    began = time.perf_counter()
+    run_protocol("benchmark", profile="smoke", out=out)
+    assert model_file.stat().st_mtime_ns == stamp
+    assert time.perf_counter() - began < first_seconds / 2
+
+
+def test_different_config_in_same_folder_is_refused(smoke_run, tmp_path):
+    out, _, _ = smoke_run
+    config_file = tmp_path / "other.toml"
+    config_file.write_text("n_images = 3\n")
+    with pytest.raises(XaitrustError, match="different config"):
+        run_protocol("benchmark", profile="smoke", config_file=config_file, out=out)
+
+
+def test_bad_config_names_the_key():
+    with pytest.raises(XaitrustError, match="unknown config key 'n_imgs'"):
+        resolve_config(SPEC, "smoke", {"n_imgs": 3})
+    with pytest.raises(XaitrustError, match=r"'explainers'.*'gradcam\+'"):
+        resolve_config(SPEC, "smoke", {"explainers": ["gradcam+"]})
+    with pytest.raises(XaitrustError, match="'n_images' must be an integer"):
+        resolve_config(SPEC, "smoke", {"n_images": "many"})
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")
+def test_report_renders_in_headless_chromium(smoke_run):
+    from playwright.sync_api import sync_playwright
+
+    _, report, _ = smoke_run
+    errors = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page()
+        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(report.as_uri())
+        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])")
+        headings = page.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
+        findings = page.evaluate("document.querySelectorAll('.findings li').length")
+        browser.close()
+    assert errors == []
+    assert len(images) >= 3
+    assert all(complete and width > 100 for complete, width, _ in images), images
+    assert "What this shows" in headings and "Scorecard" in headings
+    assert findings >= 3
