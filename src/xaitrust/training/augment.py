@@ -1,0 +1,126 @@
+"""Training-time augmentations, vectorised over the mini-batch, every random draw from an explicit generator.
+
+* ``horizontal_flip``: each image mirrored left-right with probability ``p``.
+* ``feature_perturbation``: FPA, Algorithm 1 of Brocki & Chung, "Feature Perturbation Augmentation for reliable
+  evaluation of importance estimators in neural networks" (Pattern Recognition Letters 2023).
+* ``random_erasing``: one random rectangle per image, Zhong et al., "Random Erasing Data Augmentation" (AAAI 2020),
+  the "Rectangle" baseline of the FPA paper.
+
+Images are ``(B, C, H, W)`` in [0, 1]; a "pixel" is one spatial position, so zeroing a pixel zeroes all its channels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+
+
+def _uniform(shape, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def horizontal_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image along its width with probability ``p`` (one independent draw per image)."""
+    flip = _uniform(len(x), generator, x.device) < p
+    return torch.where(flip.reshape(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def square_cover(starts: torch.Tensor, sides: torch.Tensor, s_max: int) -> torch.Tensor:
+    """Pixels covered by squares: ``starts`` bool ``(B, 1, H, W)`` marks top-left corners, ``sides`` int the side of the
+    square starting there. The square at ``(w, h)`` with side ``s`` covers ``[w, w + s) x [h, h + s)``, cut at the
+    image border (Algorithm 1's ``X[w:(w+s), h:(h+s)]``). One max-pool per side length, so the cost does not depend on
+    how many squares there are."""
+    covered = torch.zeros_like(starts)
+    for side in range(1, s_max + 1):
+        corners = (starts & (sides == side)).float()
+        # A pixel is covered when a corner sits up to side - 1 rows above and columns left of it.
+        padded = F.pad(corners, (side - 1, 0, side - 1, 0))
+        covered |= F.max_pool2d(padded, kernel_size=side, stride=1).bool()
+    return covered
+
+
+def feature_perturbation(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    p: float = 0.5,
+    p1_max: float = 0.25,
+    p2: float = 0.1,
+    s_max: int = 3,
+) -> torch.Tensor:
+    """Feature Perturbation Augmentation (FPA) of one mini-batch, as in Algorithm 1 of the FPA paper.
+
+    With probability ``p`` the whole mini-batch is perturbed (otherwise it is returned unchanged). Then:
+
+    1. ``p1 ~ Uniform(0, p1_max)``, drawn once for the mini-batch;
+    2. every pixel of every image is set to 0 with probability ``p1``, independently;
+    3. at every pixel position ``(w, h)`` of every image, independently of step 2 and with probability ``p2``, a
+       square of zeros ``X[w:(w+s), h:(h+s)]`` is placed, its side ``s`` drawn uniformly from ``{1, ..., s_max}`` for
+       that position (Algorithm 1 loops over all positions; squares are cut at the right and bottom borders).
+
+    So for a pixel far enough from the top/left border, in a perturbed batch,
+    ``P(zero) = 1 - (1 - p1) * prod_{m=0}^{s_max-1} (1 - p2 * (s_max - m) / s_max) ** (2m + 1)``
+    (a corner at offset ``(a, b)`` with ``max(a, b) = m`` covers it when ``s > m``; ``2m + 1`` offsets share that m).
+    Paper defaults: ``p = 0.5`` and, for small images (CIFAR-10), ``p1_max = 0.25, p2 = 0.1, s_max = 3``.
+    """
+    if not bool(_uniform(1, generator, x.device) < p):
+        return x
+    p1 = float(_uniform(1, generator, x.device)) * p1_max
+    shape = (len(x), 1, *x.shape[2:])
+    pixels = _uniform(shape, generator, x.device) < p1
+    starts = _uniform(shape, generator, x.device) < p2
+    sides = torch.randint(1, s_max + 1, shape, generator=generator, device=generator.device).to(x.device)
+    return x.masked_fill(pixels | square_cover(starts, sides, s_max), 0.0)
+
+
+def random_erasing(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    p: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.4),
+    ratio: tuple[float, float] = (0.3, 1 / 0.3),
+    value: float = 0.0,
+    attempts: int = 100,
+) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020, Algorithm 1): each image, with probability ``p``, gets one rectangle set to
+    ``value``.
+
+    Per image: target area ``S_e ~ U(area) * H * W`` and aspect ratio ``r_e ~ U(ratio)``; the rectangle has height
+    ``round(sqrt(S_e * r_e))`` and width ``round(sqrt(S_e / r_e))``; it is accepted when it is smaller than the image
+    in both directions (else new draws, ``attempts`` tries as in the reference code, after which the image is left
+    unchanged); its top-left corner is uniform over the positions where it fits. Defaults are the paper's
+    (``p = 0.5, s_l = 0.02, s_h = 0.4, r_1 = 0.3``). The value is 0 (black, the FPA paper's non-informative value)
+    rather than the paper's random or mean value, so that both augmentations erase alike.
+    """
+    batch, _, height, width = x.shape
+    erase = _uniform(batch, generator, x.device) < p
+    target = (area[0] + _uniform((batch, attempts), generator, x.device) * (area[1] - area[0])) * height * width
+    aspect = ratio[0] + _uniform((batch, attempts), generator, x.device) * (ratio[1] - ratio[0])
+    heights = torch.sqrt(target * aspect).round().long()
+    widths = torch.sqrt(target / aspect).round().long()
+    fits = (heights < height) & (widths < width) & (heights > 0) & (widths > 0)
+    first = fits.long().argmax(dim=1, keepdim=True)
+    erase &= fits.any(dim=1)
+    h, w = heights.gather(1, first).squeeze(1), widths.gather(1, first).squeeze(1)
+    top = (_uniform(batch, generator, x.device) * (height - h + 1)).floor().long()
+    left = (_uniform(batch, generator, x.device) * (width - w + 1)).floor().long()
+    rows = torch.arange(height, device=x.device).reshape(1, -1, 1)
+    cols = torch.arange(width, device=x.device).reshape(1, 1, -1)
+    inside = (rows >= top.reshape(-1, 1, 1)) & (rows < (top + h).reshape(-1, 1, 1))
+    inside = inside & (cols >= left.reshape(-1, 1, 1)) & (cols < (left + w).reshape(-1, 1, 1))
+    return x.masked_fill((inside & erase.reshape(-1, 1, 1)).unsqueeze(1), value)
+
+
+def augment_batch(x: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Apply the augmentations named in ``config.augmentation`` (order: flip, fpa, erasing) with its parameters."""
+    for name in config.augmentations():
+        if name == "flip":
+            x = horizontal_flip(x, generator, config.flip_p)
+        elif name == "fpa":
+            x = feature_perturbation(x, generator, config.fpa_p, config.fpa_p1_max, config.fpa_p2, config.fpa_s_max)
+        else:
+            x = random_erasing(
+                x, generator, config.erasing_p, config.erasing_area, config.erasing_ratio, config.erasing_value
+            )
+    return x

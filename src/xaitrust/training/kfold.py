@@ -1,0 +1,128 @@
+"""k-fold cross-training, the model family MeGe and ReCo compare (Fel et al. 2022, section 3.3).
+
+The data is split into ``k`` class-stratified folds (``xaitrust.data.stratified_kfold``); model ``i`` is trained with
+the same recipe on every fold but fold ``i``, which it never sees (it is its validation set). Seed policy: the one
+``seed`` of the experiment fixes the fold assignment, and model ``i`` is initialised and trained with seed
+``seed + i`` (``config.seed`` is replaced). Everything goes to ``out_dir``:
+
+* ``folds.safetensors`` (int64 tensor ``fold``, the fold of every sample) and ``folds.json`` (k, seed, dataset name,
+  size and fingerprint, the recipe, the model folders);
+* ``fold-<i>/``: model ``i``'s checkpoint and resumable state, so a rerun reuses finished models and resumes the
+  interrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.dataset import ImageDataset
+from ..data.splits import stratified_kfold
+from ..errors import XaitrustError
+from .checkpoint import load_model, read_tensors, write_json_atomic, write_tensors_atomic
+from .config import TrainConfig
+from .jobs import Runner, TrainingJob, run_jobs
+from .trainer import TrainResult, dataset_fingerprint
+
+FOLDS_FILE = "folds.json"
+FOLDS_TENSORS = "folds.safetensors"
+HELD_OUT_SPLIT = "validation"
+
+
+@dataclass
+class KFoldResult:
+    """The ``k`` models and the fold of every sample (``models[i]`` never saw the samples with ``folds == i``).
+
+    ``results`` holds the ``TrainResult`` of each model when they come from ``train_k_fold`` (None from
+    ``load_k_fold``)."""
+
+    models: list[torch.nn.Module]
+    folds: torch.Tensor
+    directory: Path
+    results: list[TrainResult] | None = None
+
+    @property
+    def k(self) -> int:
+        return len(self.models)
+
+    def held_out(self, i: int) -> torch.Tensor:
+        """Indices of the samples model ``i`` did not train on."""
+        return torch.nonzero(self.folds == i).squeeze(1)
+
+
+def _fold_dir(i: int) -> str:
+    return f"fold-{i}"
+
+
+def _write_folds(out: Path, document: dict, folds: torch.Tensor) -> None:
+    stored_path = out / FOLDS_FILE
+    if stored_path.is_file():
+        stored = json.loads(stored_path.read_text())
+        if stored != document:
+            differing = sorted(key for key in document if stored.get(key) != document[key])
+            raise XaitrustError(
+                f"{out} holds a k-fold run with a different {', '.join(differing)}; use another folder or delete it"
+            )
+        return
+    write_tensors_atomic(out / FOLDS_TENSORS, {"fold": folds})
+    write_json_atomic(stored_path, document)
+
+
+def train_k_fold(
+    model_factory: Callable[[], torch.nn.Module],
+    dataset: ImageDataset,
+    k: int,
+    config: TrainConfig,
+    out_dir: str | Path,
+    seed: int = 0,
+    runner: Runner | None = None,
+    progress: bool = True,
+) -> KFoldResult:
+    """Train ``k`` models, model ``i`` on all folds but fold ``i`` (see the module docstring for seeds and files).
+
+    ``model_factory()`` builds a fresh, untrained model (called under each fold's seed). Jobs go through
+    ``run_jobs(jobs, runner)``. Rerunning with the same arguments reuses what is on disk.
+    """
+    out = Path(out_dir)
+    folds = stratified_kfold(dataset.y, k, seed)
+    document = {
+        "k": k,
+        "seed": seed,
+        "dataset": dataset.name,
+        "size": len(dataset),
+        "data_fingerprint": dataset_fingerprint(dataset),
+        "train_config": config.to_dict(),
+        "seed_policy": "folds from seed; model i trained with seed + i",
+        "models": [_fold_dir(i) for i in range(k)],
+    }
+    _write_folds(out, document, folds)
+    jobs = [
+        TrainingJob(
+            name=_fold_dir(i),
+            model_factory=model_factory,
+            train=dataset.subset(torch.nonzero(folds != i).squeeze(1), split="train"),
+            config=dataclasses.replace(config, seed=seed + i),
+            val=dataset.subset(torch.nonzero(folds == i).squeeze(1), split=HELD_OUT_SPLIT),
+            checkpoint_dir=out / _fold_dir(i),
+            progress=progress,
+        )
+        for i in range(k)
+    ]
+    results = run_jobs(jobs, runner)
+    return KFoldResult([result.model for result in results], folds, out, results)
+
+
+def load_k_fold(out_dir: str | Path, device: str | torch.device = "cpu") -> KFoldResult:
+    """The models and fold assignment that ``train_k_fold`` saved in ``out_dir``."""
+    out = Path(out_dir)
+    if not (out / FOLDS_FILE).is_file():
+        raise XaitrustError(f"no {FOLDS_FILE} in {out}; run train_k_fold there first")
+    document = json.loads((out / FOLDS_FILE).read_text())
+    folds = read_tensors(out / FOLDS_TENSORS)["fold"]
+    models = [load_model(out / name, device) for name in document["models"]]
+    return KFoldResult(models, folds, out)

@@ -1,0 +1,135 @@
+"""Statistics of the training augmentations against their closed forms."""
+
+import math
+
+import pytest
+import torch
+from scipy import ndimage
+
+from xaitrust.errors import XaitrustError
+from xaitrust.training import TrainConfig, augment_batch, feature_perturbation, horizontal_flip, random_erasing
+from xaitrust.training.augment import square_cover
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread(one_torch_thread):
+    with one_torch_thread():
+        yield
+
+
+def _generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def fpa_zero_probability(p1_max, p2, s_max, height, width):
+    """Expected share of zeroed pixels in a perturbed batch of non-zero images, border effects included.
+
+    Pixel (i, j) stays when it is not dropped (E[1 - p1] = 1 - p1_max / 2) and no corner at offset (a, b) <= (i, j)
+    covers it; a corner there covers it with probability p2 * P(s > max(a, b)) = p2 * (s_max - max(a, b)) / s_max.
+    """
+    kept = 0.0
+    for i in range(height):
+        for j in range(width):
+            product = 1.0
+            for a in range(min(i, s_max - 1) + 1):
+                for b in range(min(j, s_max - 1) + 1):
+                    product *= 1 - p2 * (s_max - max(a, b)) / s_max
+            kept += product
+    return 1 - (1 - p1_max / 2) * kept / (height * width)
+
+
+def test_flip_is_exact_mirror_and_chosen_with_probability_p():
+    x = torch.rand(4000, 2, 5, 7)
+    flipped = horizontal_flip(x, _generator(), p=0.3)
+    mirrored = (flipped == x.flip(-1)).flatten(1).all(1)
+    unchanged = (flipped == x).flatten(1).all(1)
+    assert bool((mirrored ^ unchanged).all())  # every image is exactly one of the two
+    assert abs(mirrored.float().mean().item() - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 4000)
+    assert torch.equal(horizontal_flip(x, _generator(), p=1.0), x.flip(-1))
+
+
+def test_square_cover_places_exact_squares_cut_at_the_border():
+    starts = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    sides = torch.ones(1, 1, 6, 6, dtype=torch.long)
+    starts[0, 0, 1, 2], sides[0, 0, 1, 2] = True, 3
+    starts[0, 0, 5, 4], sides[0, 0, 5, 4] = True, 2  # runs over the bottom border: only row 5, columns 4-5
+    expected = torch.zeros(6, 6, dtype=torch.bool)
+    expected[1:4, 2:5] = True
+    expected[5, 4:6] = True
+    assert torch.equal(square_cover(starts, sides, s_max=3)[0, 0], expected)
+
+
+def test_fpa_pixel_dropout_matches_expected_p1():
+    x = torch.ones(4, 1, 8, 8)
+    generator = _generator()
+    shares = [1 - feature_perturbation(x, generator, p=1.0, p1_max=0.25, p2=0.0).mean().item() for _ in range(300)]
+    assert abs(sum(shares) / len(shares) - 0.125) < 0.02  # E[p1] = p1_max / 2; sd of the mean ~0.0045
+
+
+def test_fpa_squares_alone_match_the_closed_form():
+    x = torch.ones(32, 1, 20, 20)
+    shares = [1 - feature_perturbation(x, _generator(s), 1.0, 0.0, 0.05, 4).mean().item() for s in range(20)]
+    expected = fpa_zero_probability(0.0, 0.05, 4, 20, 20)
+    assert abs(sum(shares) / len(shares) - expected) < 0.01
+    assert expected > 0.25  # the check has teeth: squares cover far more than p2 alone
+
+
+def test_fpa_paper_defaults_match_the_closed_form_and_keep_channels_together():
+    x = torch.ones(4, 3, 12, 12)
+    generator = _generator()
+    outputs = [feature_perturbation(x, generator, p=1.0) for _ in range(300)]
+    share = sum(1 - out.mean().item() for out in outputs) / len(outputs)
+    assert abs(share - fpa_zero_probability(0.25, 0.1, 3, 12, 12)) < 0.02  # sd of the mean ~0.003
+    assert all(bool((out == out[:, :1]).all()) for out in outputs)  # a pixel is zeroed in all its channels
+
+
+def test_fpa_square_sides_lie_between_one_and_s_max():
+    x = torch.ones(200, 1, 40, 40)
+    out = feature_perturbation(x, _generator(), p=1.0, p1_max=0.0, p2=0.002, s_max=4)
+    sides = []
+    for image in out[:, 0]:
+        labels, count = ndimage.label(image == 0)
+        for region in ndimage.find_objects(labels):
+            height, width = (s.stop - s.start for s in region)
+            patch = labels[region]
+            if height == width and (patch > 0).all():
+                sides.append(height)
+    assert len(sides) > 500
+    assert set(sides) == {1, 2, 3, 4}  # every side 1..s_max occurs, none larger (overlaps are rare at p2=0.002)
+
+
+def test_fpa_perturbs_a_share_p_of_the_batches():
+    x = torch.ones(2, 1, 6, 6)
+    generator = _generator()
+    changed = [bool((feature_perturbation(x, generator, 0.3, 0.5, 0.5) != x).any()) for _ in range(600)]
+    assert abs(sum(changed) / 600 - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 600)
+
+
+def test_random_erasing_erases_one_rectangle_of_the_allowed_area():
+    height, width = 32, 24
+    x = torch.ones(3000, 2, height, width)
+    out = random_erasing(x, _generator(), p=0.5, area=(0.02, 0.4), ratio=(0.3, 1 / 0.3))
+    erased = (out[:, 0] == 0)
+    counts = erased.flatten(1).sum(1)
+    hit = counts > 0
+    assert abs(hit.float().mean().item() - 0.5) < 4 * math.sqrt(0.25 / 3000)
+    areas = []
+    for mask in erased[hit]:
+        rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert mask.sum() == h * w and h < height and w < width  # a full rectangle, smaller than the image
+        areas.append((h * w).item() / (height * width))
+    # rounding the sides moves the area a little beyond [0.02, 0.4]
+    assert 0.01 < min(areas) < 0.04 and 0.36 < max(areas) < 0.45
+    assert torch.equal(out[:, 0], out[:, 1])
+
+
+def test_augment_batch_follows_the_config_and_is_seeded():
+    x = torch.rand(8, 1, 10, 10)
+    assert augment_batch(x, TrainConfig(), _generator()) is x
+    config = TrainConfig(augmentation="erasing+flip", erasing_p=1.0, flip_p=1.0)
+    first, second = augment_batch(x, config, _generator(3)), augment_batch(x, config, _generator(3))
+    assert torch.equal(first, second)
+    assert ((first == 0).flatten(1).sum(1) > 0).all()
+    with pytest.raises(XaitrustError, match="augmentation"):
+        TrainConfig(augmentation="fpa+mixup")

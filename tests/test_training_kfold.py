@@ -1,0 +1,67 @@
+"""k-fold cross-training: fold assignment on disk, model i never sees fold i, seeds, resuming, the runner seam."""
+
+import json
+from functools import partial
+
+import pytest
+import torch
+
+from xaitrust.data import stratified_kfold, stratified_sample
+from xaitrust.errors import XaitrustError
+from xaitrust.models import build_model
+from xaitrust.training import SequentialRunner, TrainConfig, load_k_fold, train_k_fold
+from xaitrust.training.trainer import dataset_fingerprint
+
+factory = partial(build_model, "cnn", 1, 10, 8, channels=[4, 8], hidden=16)
+CONFIG = TrainConfig(epochs=1, batch_size=64, seed=123)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread(one_torch_thread):
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture
+def digits(digits_data):
+    train = digits_data[0]
+    return train.subset(stratified_sample(train.y, 300, seed=0))
+
+
+class RecordingRunner(SequentialRunner):
+    def __init__(self):
+        self.names = []
+
+    def run(self, jobs):
+        self.names += [job.name for job in jobs]
+        return super().run(jobs)
+
+
+def test_each_model_trains_on_all_folds_but_its_own(digits, tmp_path):
+    runner = RecordingRunner()
+    result = train_k_fold(factory, digits, 3, CONFIG, tmp_path, seed=4, runner=runner, progress=False)
+    assert runner.names == ["fold-0", "fold-1", "fold-2"]
+    loaded = load_k_fold(tmp_path)
+    assert torch.equal(loaded.folds, stratified_kfold(digits.y, 3, 4))
+    assert json.loads((tmp_path / "folds.json").read_text())["k"] == 3
+    for i in range(3):
+        held_out = loaded.held_out(i)
+        trained_on = torch.nonzero(loaded.folds != i).squeeze(1)
+        assert len(held_out) + len(trained_on) == len(digits) and len(held_out) == 100
+        key = json.loads((tmp_path / f"fold-{i}" / "state.json").read_text())["key"]
+        assert key["train"] == dataset_fingerprint(digits.subset(trained_on))  # exactly the other folds' samples
+        assert key["val"] == dataset_fingerprint(digits.subset(held_out))
+        assert key["config"]["seed"] == 4 + i
+        assert torch.equal(loaded.models[i](digits.x), result.models[i](digits.x))
+    assert not torch.equal(result.models[0].body.fc2.weight, result.models[1].body.fc2.weight)
+
+
+def test_rerun_reuses_finished_folds_and_rejects_other_settings(digits, tmp_path):
+    first = train_k_fold(factory, digits, 2, CONFIG, tmp_path, seed=0, progress=False)
+    again = train_k_fold(factory, digits, 2, CONFIG, tmp_path, seed=0, progress=False)
+    assert all(result.reused for result in again.results)
+    assert all(torch.equal(a.body.fc1.weight, b.body.fc1.weight) for a, b in zip(first.models, again.models))
+    with pytest.raises(XaitrustError, match="different k"):
+        train_k_fold(factory, digits, 3, CONFIG, tmp_path, seed=0, progress=False)
+    with pytest.raises(XaitrustError, match="no folds.json"):
+        load_k_fold(tmp_path / "nothing")
