@@ -52,4 +52,5 @@ def test_demo_reuses_the_cached_model_and_plots_each_method(fashion_quick_model,
     assert "warning: explainer no-such-method failed" in result.output
     assert "with 1 of 2 methods" in result.output
     with Image.open(tmp_path / "explanations.png") as image:
-        assert image.size == (round(1.4 * 2 * 120), round(1.4 * 3 * 120))  # image + 1 method, 3 rows
+        width, height = image.size
+        assert width > 1.5 * height  # three image columns, two rows (the images, then the one method that worked)

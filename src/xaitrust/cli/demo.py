@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 import torch
-from matplotlib.figure import Figure
 
 from ..data import load_dataset, stratified_sample
 from ..explainers import available_explainers, get_explainer
+from ..report.figures import plot_map_grid
 from ..training.pretrained import PROFILES, get_trained_model
 from .train import set_threads, threads_option
 
@@ -29,27 +29,6 @@ def explain_all(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, n
             continue
         maps[name] = attributions.abs().sum(dim=1).cpu()
     return maps
-
-
-def plot_explanations(x: torch.Tensor, titles: list[str], maps: dict[str, torch.Tensor], path: Path) -> None:
-    """A grid: one row per image, the image then one column per method (each map min-max scaled on its own)."""
-    rows, cols = len(x), 1 + len(maps)
-    figure = Figure(figsize=(1.4 * cols, 1.4 * rows), layout="constrained")
-    axes = figure.subplots(rows, cols, squeeze=False)
-    for row in range(rows):
-        image = x[row].permute(1, 2, 0).squeeze(-1).cpu().numpy()
-        axes[row, 0].imshow(image, cmap="gray", vmin=0, vmax=1)
-        axes[row, 0].set_ylabel(titles[row], fontsize=7)
-        for col, (name, method_maps) in enumerate(maps.items(), start=1):
-            axes[row, col].imshow(method_maps[row].numpy(), cmap="inferno")
-            if row == 0:
-                axes[row, col].set_title(name, fontsize=7)
-    axes[0, 0].set_title("image", fontsize=7)
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
 
 
 @click.command("demo")
@@ -82,5 +61,5 @@ def command(out, profile, cache_dir, explainers, images, threads) -> None:
     maps = explain_all(result.model, x, predicted, names)
     titles = [f"{test.classes[t]}\npred {test.classes[p]}" for t, p in zip(y.tolist(), predicted.tolist())]
     path = Path(out) / "explanations.png"
-    plot_explanations(x, titles, maps, path)
+    plot_map_grid(path, x, maps, image_titles=titles)
     click.echo(f"explained {images} test images with {len(maps)} of {len(names)} methods: {path}")

@@ -125,28 +125,18 @@ def command(checkpoint, explainers, metrics, n_images, out, dataset, data_root, 
     Writes one CSV row per sample x method x metric (columns metric, method, model, sample, value) and prints the
     mean +- standard deviation of every method x metric.
     """
-    from ..data import load_dataset
     from ..explainers import get_explainer
     from ..explainers.reduce import reduce_attributions
     from ..protocols.results import tidy_rows
-    from ..training import load_metadata, load_model
     from ..training.checkpoint import library_versions
+    from ._checkpoint import checkpoint_images
 
     metric_names = _names(metrics, "--metrics")
     resolved = {name: resolve_metric(name) for name in metric_names}
     methods = {name: get_explainer(name) for name in _names(explainers, "--explainers")}
-    metadata = load_metadata(checkpoint)
-    model = load_model(checkpoint)
-    dataset = dataset or metadata.get("dataset")
-    if not dataset:
-        raise XaitrustError("the checkpoint does not record its dataset; pass --dataset")
-    test = load_dataset(dataset, data_root, "test")
-    generator = torch.Generator().manual_seed(seed)
-    indices = torch.randperm(len(test.x), generator=generator)[: min(n_images, len(test.x))].sort().values
-    x, labels = test.x[indices], test.y[indices]
-    with torch.no_grad():
-        predicted = model(x).argmax(dim=1)
-    target = predicted if target_kind == "predicted" else labels
+    chosen = checkpoint_images(checkpoint, dataset, data_root, n_images, seed)
+    model, x, indices, dataset = chosen.model, chosen.x, chosen.indices, chosen.dataset
+    target = chosen.predicted if target_kind == "predicted" else chosen.labels
     model_name = Path(checkpoint).name
     tables = []
     for method, explainer in methods.items():

@@ -62,8 +62,11 @@ def plot_bars(path, values: dict[str, float], errors: dict[str, float] | None, y
     return _save(fig, path)
 
 
-def plot_map_grid(path, images: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "") -> Path:
-    """Rows: images ``(N, C, H, W)`` then one row per method of maps ``(N, H, W)`` (each map min-max scaled)."""
+def plot_map_grid(
+    path, images: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "", image_titles: list[str] | None = None
+) -> Path:
+    """Rows: images ``(N, C, H, W)`` then one row per method of maps ``(N, H, W)`` (each map min-max scaled on its
+    own); ``image_titles`` label the columns."""
     images = images.detach().cpu().float()
     n = len(images)
     rows = 1 + len(maps)
@@ -71,6 +74,8 @@ def plot_map_grid(path, images: torch.Tensor, maps: dict[str, torch.Tensor], tit
     for col in range(n):
         image = images[col].permute(1, 2, 0).numpy()
         axes[0, col].imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        if image_titles is not None:
+            axes[0, col].set_title(image_titles[col], fontsize=7)
     for row, (label, method_maps) in enumerate(maps.items(), start=1):
         method_maps = method_maps.detach().cpu().float()
         for col in range(n):
