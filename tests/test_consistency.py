@@ -1,7 +1,5 @@
 """MeGe / ReCo (Fel et al. 2022): Algorithm 1, eqs. 5-6 and ReCo_AUC against hand computations and slow references."""
 
-import itertools
-import warnings
 
 import numpy as np
 import pytest

@@ -14,13 +14,12 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
-from ..data import calibration_split, stratified_sample
 from ..explainers import available_explainers
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
-from .common import calibration_table, fit_calibrator, load_splits, predictions, train_config, train_in_run
+from .common import calibration_table, fit_calibrator, images_to_explain, train_and_split, write_results
 from .config import ProtocolSpec
-from .results import pivot_summary, summarize
+from .results import pivot_summary
 from .run_folder import RunFolder
 from .scoring import HIGHER_IS_BETTER, score_methods
 
@@ -130,23 +129,17 @@ def findings(summary: pd.DataFrame, calibration: pd.DataFrame) -> list[str]:
 
 def execute(run: RunFolder) -> Path:
     config = run.config
-    train, test = load_splits(config)
-    trained = train_in_run(run, "model", config["model"], train, test, train_config(config))
-    model = trained.model
-    calibration, held_out = calibration_split(test, config["calibration_size"], seed=config["seed"])
+    prepared = train_and_split(run, config)
+    trained, model, calibration, held_out = prepared.trained, prepared.model, prepared.calibration, prepared.held_out
     calibrator = fit_calibrator(run, model, calibration, config["calibrator"])
     models = {"uncalibrated": model, "calibrated": calibrator.wrap(model)}
     calibration_results = calibration_table(models, held_out)
     run.write_table("calibration", calibration_results)
 
-    chosen = stratified_sample(held_out.y, min(config["n_images"], len(held_out)), seed=config["seed"])
-    x = held_out.x[chosen]
-    target = predictions(model, x).argmax(dim=1)
+    chosen, x, target = images_to_explain(model, held_out, config)
     scored = score_methods(run, models, x, target, config)
     results = scored.results
-    run.write_table("results", results)
-    summary = summarize(results)
-    run.write_table("summary", summary)
+    summary = write_results(run, results)
     card = scorecard(summary)
     run.write_table("scorecard", card.reset_index())
 

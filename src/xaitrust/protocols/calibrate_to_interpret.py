@@ -21,15 +21,14 @@ import torch
 from scipy import stats
 
 from ..calibration import TemperatureScaling, ece
-from ..data import calibration_split, stratified_sample
 from ..explainers.reduce import reduce_attributions
 from ..metrics import deletion
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
 from .benchmark import SPEC as BENCHMARK_SPEC
-from .common import calibration_table, explain_cached, fit_calibrator, load_splits, predictions, train_config, train_in_run
+from .common import calibration_table, explain_cached, fit_calibrator, images_to_explain, predictions, train_and_split, write_results
 from .config import ProtocolSpec
-from .results import pivot_summary, summarize
+from .results import pivot_summary
 from .run_folder import RunFolder
 from .scoring import HIGHER_IS_BETTER, method_reduction, score_methods
 
@@ -128,23 +127,17 @@ def findings(calibration: pd.DataFrame, summary: pd.DataFrame, correlations: pd.
 
 def execute(run: RunFolder) -> Path:
     config = run.config
-    train, test = load_splits(config)
-    trained = train_in_run(run, "model", config["model"], train, test, train_config(config))
-    model = trained.model
-    calibration, held_out = calibration_split(test, config["calibration_size"], seed=config["seed"])
+    prepared = train_and_split(run, config)
+    model, calibration, held_out = prepared.model, prepared.calibration, prepared.held_out
     calibrators = {name: fit_calibrator(run, model, calibration, name) for name in config["calibrators"]}
     models = {"uncalibrated": model, **{name: calibrator.wrap(model) for name, calibrator in calibrators.items()}}
     calibration_results = calibration_table(models, held_out)
     run.write_table("calibration", calibration_results)
 
-    chosen = stratified_sample(held_out.y, min(config["n_images"], len(held_out)), seed=config["seed"])
-    x = held_out.x[chosen]
-    target = predictions(model, x).argmax(dim=1)
+    chosen, x, target = images_to_explain(model, held_out, config)
     scored = score_methods(run, models, x, target, config)
     results = scored.results
-    run.write_table("results", results)
-    summary = summarize(results)
-    run.write_table("summary", summary)
+    summary = write_results(run, results)
 
     sweep_x, sweep_target = x[: config["sweep_images"]], target[: config["sweep_images"]]
     fitted = calibrators["temperature"].temperature_ if "temperature" in calibrators else 1.0

@@ -3,6 +3,7 @@ images with caching. Nothing here computes a metric; it only moves data between 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import pandas as pd
@@ -11,15 +12,22 @@ from tqdm.auto import tqdm
 
 from ..calibration import Calibrator, get_calibrator
 from ..calibration.summary import calibration_summary
-from ..data import ImageDataset, load_dataset
+from ..data import ImageDataset, calibration_split, load_dataset, stratified_sample
 from ..explainers import get_explainer
 from ..models import build_model
 from ..training import TrainConfig, TrainingJob
 from ..training.trainer import TrainResult
+from .results import summarize
 from .run_folder import RunFolder
 
 #: Config keys every protocol shares (with the training recipe keys below).
 DATA_KEYS = ("dataset", "data_root", "train_size", "test_size")
+
+#: Defaults of the data keys and of the training recipe keys read by ``train_config`` (plus the model's name).
+RECIPE_DEFAULTS = {
+    "dataset": "fashion-mnist", "data_root": "", "train_size": 0, "test_size": 0, "model": "cnn",
+    "optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 5, "seed": 0,
+}
 
 
 def load_splits(config: dict) -> tuple[ImageDataset, ImageDataset]:
@@ -102,3 +110,41 @@ def calibration_table(models: dict, held_out: ImageDataset) -> pd.DataFrame:
         probs = torch.softmax(predictions(model, held_out.x), dim=-1)
         rows.append({"model": name, **calibration_summary(probs, held_out.y)})
     return pd.DataFrame(rows)
+
+
+@dataclass
+class TrainedWithSplits:
+    """The run's model with the test data split into a calibration part and a held-out part."""
+
+    trained: TrainResult
+    calibration: ImageDataset
+    held_out: ImageDataset
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.trained.model
+
+
+def train_and_split(run: RunFolder, config: dict) -> TrainedWithSplits:
+    """Train (or reuse) ``config["model"]`` on the train split as ``models/model``, and carve a stratified
+    calibration split of ``calibration_size`` images from the test split; the rest is held out."""
+    train, test = load_splits(config)
+    trained = train_in_run(run, "model", config["model"], train, test, train_config(config))
+    calibration, held_out = calibration_split(test, config["calibration_size"], seed=config["seed"])
+    return TrainedWithSplits(trained, calibration, held_out)
+
+
+def images_to_explain(model: torch.nn.Module, held_out: ImageDataset, config: dict):
+    """A stratified seeded choice of ``n_images`` held-out images: indices, images and the model's predicted classes
+    (the explained targets)."""
+    chosen = stratified_sample(held_out.y, min(config["n_images"], len(held_out)), seed=config["seed"])
+    x = held_out.x[chosen]
+    return chosen, x, predictions(model, x).argmax(dim=1)
+
+
+def write_results(run: RunFolder, results: pd.DataFrame) -> pd.DataFrame:
+    """Write the tidy ``results`` table and its ``summary`` (mean, std, CI per metric x method x model); return it."""
+    run.write_table("results", results)
+    summary = summarize(results)
+    run.write_table("summary", summary)
+    return summary

@@ -22,14 +22,13 @@ import torch
 
 from ..calibration import Calibrator, ReCalX, calibration_error_by_level
 from ..calibration.plots import plot_error_by_level
-from ..data import calibration_split, stratified_sample
 from ..explainers.reduce import reduce_attributions
 from ..metrics import deletion, gt_alignment, localization, pointing_game
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
-from .common import explain_cached, load_splits, predictions, train_config, train_in_run
+from .common import explain_cached, images_to_explain, train_and_split, write_results
 from .config import ProtocolSpec
-from .results import pivot_summary, summarize, tidy_rows
+from .results import pivot_summary, tidy_rows
 from .run_folder import RunFolder
 
 _COMMON = {
@@ -147,23 +146,17 @@ def findings(levels: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
 
 def execute(run: RunFolder) -> Path:
     config = run.config
-    train, test = load_splits(config)
-    trained = train_in_run(run, "model", config["model"], train, test, train_config(config))
-    model = trained.model
-    calibration, held_out = calibration_split(test, config["calibration_size"], seed=config["seed"])
+    prepared = train_and_split(run, config)
+    model, calibration, held_out = prepared.model, prepared.calibration, prepared.held_out
     recalx = fit_recalx(run, model, calibration, config)
     models = {"uncalibrated": model, "recalx": recalx.wrap(model)}
     levels = run.cached_table("calibration_by_level", lambda: error_by_level(models, held_out, config))
     run.write_table("calibration_by_level", levels)
 
-    chosen = stratified_sample(held_out.y, min(config["n_images"], len(held_out)), seed=config["seed"])
-    x = held_out.x[chosen]
-    target = predictions(model, x).argmax(dim=1)
+    chosen, x, target = images_to_explain(model, held_out, config)
     masks = None if held_out.masks is None else held_out.masks[chosen]
     results, examples, curves = explanation_rows(run, models, x, target, masks, config)
-    run.write_table("results", results)
-    summary = summarize(results)
-    run.write_table("summary", summary)
+    summary = write_results(run, results)
     temperatures = pd.DataFrame({"bin": range(config["n_bins"]),
                                  "temperature": torch.as_tensor(recalx.temperatures_).tolist()})
     if masks is None:
