@@ -56,3 +56,21 @@ def digits_data():
     from xaitrust.data import load_dataset
 
     return load_dataset("digits", split="train"), load_dataset("digits", split="test")
+
+
+@pytest.fixture(scope="session")
+def run_smoke(tmp_path_factory, one_torch_thread):
+    """``run_smoke(protocol) -> (out, report, seconds)``: run ``protocol``'s smoke profile on one torch thread into a
+    fresh run folder, timed."""
+    import time
+
+    from xaitrust.protocols import run_protocol
+
+    def run(protocol: str):
+        out = tmp_path_factory.mktemp(protocol) / "run"
+        began = time.perf_counter()
+        with one_torch_thread():
+            report = run_protocol(protocol, profile="smoke", out=out)
+        return out, report, time.perf_counter() - began
+
+    return run

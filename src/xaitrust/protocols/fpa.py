@@ -1,0 +1,377 @@
+"""Feature Perturbation Augmentation (Brocki & Chung, Pattern Recognition Letters 2023): does training with
+perturbed images make the MIF/LIF evaluation of importance estimators more trustworthy?
+
+Steps (paper sections 3-4, appendices A-D):
+
+1. Train one model per training regime (``regimes``): no augmentation, FPA (Algorithm 1; small-image values
+   p = 0.5, p1_max = 0.25, p2 = 0.1, s_max = 3) and random erasing (Zhong et al. 2020, the paper's "Rectangle"
+   baseline, erased pixels set to 0 as FPA does). Report each model's test accuracy and its accuracy on the explained
+   images (the paper's section 4.1 reports the latter).
+2. Explain the same ``n_images`` stratified test images on every model with the paper's estimators (``ESTIMATORS``):
+   vanilla gradient VG, Integrated Gradients IG (black baseline, 200 points, right Riemann sum as in appendix B),
+   SmoothGrad SG (15 samples), squared SmoothGrad SQ-SG and a random map. A prime (VG', SG') multiplies the raw
+   scores by the input; subscript ``sum`` sums the channels (signed estimators: IG_sum, VG'_sum, SG'_sum), ``abs``
+   sums their absolute values (unsigned). SQ-SG is non-negative, so SQ-SG_sum is unsigned. Gradients are those of the
+   target's logit; the target is the class each model predicts (appendix B: "the predicted class c by the original
+   model"), or the true label with ``target = "label"``.
+3. MIF and LIF curves: pixels set to 0 most-important-first and least-important-first (signed maps: from the largest
+   positive to the most negative score, so LIF removes counter-evidence first), 0-95% in 5% steps, the target's logit
+   divided by the clean logit; the fidelity A = mean AUC(LIF) - mean AUC(MIF) with x in percent and its 95% CI
+   (normal approximation, as in Tables 1 and D.1-D.2).
+4. The analogue of Fig. 4 / C.3: for the signed estimators, the mean LIF curve above the mean importance scores of
+   the pixels in LIF order (each map scaled by its largest absolute score), to see whether removing negative
+   evidence first raises the logit.
+
+Choices the paper leaves open, exposed as config keys: ``sg_sigma`` (not given in the paper; 0.15, the middle of
+Smilkov et al.'s recommended 10-20% noise level), the batch size, and the model and recipe for Fashion-MNIST (the
+paper trains ResNet-18 on CIFAR-10; the ``paper`` profile uses its CIFAR-10 recipe -- SGD, lr 0.01, momentum 0.9,
+weight decay 5e-4, 40 epochs, lr / 10 at epoch 30, horizontal flips in every regime -- on the small ``cnn``, and
+``model = "resnet18"`` gives the paper's network at days of CPU time). Images live in [0, 1], so the zero of FPA, of
+random erasing and of the MIF/LIF removal is black, the background of Fashion-MNIST; the paper scaled CIFAR-10 to
+[-1, 1], where zero is mid-grey.
+
+Profiles: ``smoke`` (1000 training images, 1 epoch, 8 images, six estimators) takes well under a minute; ``quick`` (all
+60,000 training images, 2 epochs, 128 images, IG with 64 points) about ten minutes on 2 CPU cores with one torch
+thread; ``paper`` (40 epochs, 10,000 images, IG with 200 points) hours with the ``cnn`` on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import tomli_w
+import torch
+
+from ..data import stratified_sample
+from ..explainers.integrated_gradients import NAMED_BASELINES
+from ..explainers.reduce import normalize_maps, reduce_attributions
+from ..metrics import area_between, mif_lif
+from ..metrics.curves import curve_area
+from ..metrics.fidelity import FPA_FRACTIONS
+from ..report.figures import plot_curves
+from ..report.html import Section, write_report
+from ..training import TrainConfig
+from ..training.config import OPTIMIZERS, SCHEDULES
+from .common import RECIPE_DEFAULTS, explain_cached, load_splits, predictions, train_config, train_in_run
+from .config import ProtocolSpec
+from .results import tidy_rows
+from .run_folder import RunFolder
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One of the paper's importance estimators: an explainer, whether its raw scores are multiplied by the input
+    (the paper's prime), the channel reduction (``"sum"`` or ``"abs-sum"``) and its kind (signed, unsigned,
+    baseline)."""
+
+    explainer: str
+    primed: bool
+    reduction: str
+    kind: str
+
+
+#: The estimators of Tables 1, D.1 and D.2, in the paper's order.
+ESTIMATORS = {
+    "random": Estimator("random", False, "sum", "baseline"),
+    "IG_sum": Estimator("integrated-gradients", False, "sum", "signed"),
+    "IG_abs": Estimator("integrated-gradients", False, "abs-sum", "unsigned"),
+    "VG_abs": Estimator("sensitivity", False, "abs-sum", "unsigned"),
+    "VG'_sum": Estimator("sensitivity", True, "sum", "signed"),
+    "VG'_abs": Estimator("sensitivity", True, "abs-sum", "unsigned"),
+    "SG_abs": Estimator("smoothgrad", False, "abs-sum", "unsigned"),
+    "SG'_sum": Estimator("smoothgrad", True, "sum", "signed"),
+    "SG'_abs": Estimator("smoothgrad", True, "abs-sum", "unsigned"),
+    "SQ-SG_sum": Estimator("smoothgrad-squared", False, "sum", "unsigned"),
+}
+
+REGIMES = ("none", "fpa", "erasing")
+
+_COMMON = {
+    **RECIPE_DEFAULTS,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "schedule": "none",
+    "milestones": [],
+    "regimes": list(REGIMES),
+    "flip": False,
+    "fpa_p": 0.5,
+    "fpa_p1_max": 0.25,
+    "fpa_p2": 0.1,
+    "fpa_s_max": 3,
+    "erasing_p": 0.5,
+    "estimators": list(ESTIMATORS),
+    "target": "predicted",
+    "n_images": 128,
+    "ig_steps": 200,
+    "ig_baseline": "black",
+    "sg_samples": 15,
+    "sg_sigma": 0.15,
+    "explainer_batch_size": 64,
+}
+
+SPEC = ProtocolSpec(
+    name="fpa",
+    description="Train without augmentation, with FPA and with random erasing; MIF/LIF curves and the fidelity A "
+    "(95% CI) of signed and unsigned estimators per regime; LIF curve beside the importance scores (Fig. 4).",
+    defaults={
+        "paper": dict(_COMMON, optimizer="sgd", lr=0.01, weight_decay=5e-4, schedule="step", milestones=[30], epochs=40,
+                      flip=True, n_images=10000),
+        "quick": dict(_COMMON, epochs=2, ig_steps=64),
+        "smoke": dict(_COMMON, train_size=1000, test_size=500, epochs=1, n_images=8, ig_steps=8, sg_samples=4,
+                      estimators=["random", "IG_sum", "VG_abs", "VG'_sum", "SG'_abs", "SQ-SG_sum"]),
+    },
+    choices={
+        "regimes": REGIMES,
+        "estimators": tuple(ESTIMATORS),
+        "target": ("predicted", "label"),
+        "ig_baseline": tuple(NAMED_BASELINES),
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+    },
+)
+
+
+def augmentation(config: dict, regime: str) -> str:
+    """The ``TrainConfig.augmentation`` of ``regime``: ``"none"``, ``"fpa"`` or ``"erasing"``, after ``"flip"`` when
+    ``config["flip"]`` (the paper flips images in every regime)."""
+    names = (["flip"] if config["flip"] else []) + ([] if regime == "none" else [regime])
+    return "+".join(names) or "none"
+
+
+def explainer_params(config: dict, explainer: str) -> dict:
+    """Parameters of ``explainer`` from the config (paper appendix B)."""
+    if explainer == "integrated-gradients":
+        return {"steps": config["ig_steps"], "baseline": config["ig_baseline"], "rule": "riemann-right"}
+    if explainer in ("smoothgrad", "smoothgrad-squared"):
+        return {"samples": config["sg_samples"], "sigma": config["sg_sigma"], "seed": config["seed"]}
+    if explainer == "random":
+        return {"seed": config["seed"]}
+    return {}
+
+
+def estimator_maps(attributions: torch.Tensor, x: torch.Tensor, estimator: Estimator) -> torch.Tensor:
+    """Maps ``(N, H, W)`` of ``estimator`` from its explainer's raw attributions ``(N, C, H, W)``."""
+    return reduce_attributions(attributions * x if estimator.primed else attributions, estimator.reduction)
+
+
+def file_key(name: str) -> str:
+    """``name`` usable in a file name (the prime becomes ``prime``)."""
+    return name.replace("'", "prime")
+
+
+def regime_curves(run: RunFolder, regime: str, model, x: torch.Tensor, target: torch.Tensor, config: dict) -> dict:
+    """Per estimator, the MIF and LIF curves ``(N, 20)`` and the maps ``(N, H, W)`` on the model of ``regime``;
+    attributions and curves are cached in the run folder."""
+    attributions = {
+        explainer: explain_cached(run, f"{explainer}/{regime}", explainer, explainer_params(config, explainer), model,
+                                  x, target, "logit", config["explainer_batch_size"])
+        for explainer in dict.fromkeys(ESTIMATORS[name].explainer for name in config["estimators"])
+    }
+    results = {}
+    for name in config["estimators"]:
+        maps = estimator_maps(attributions[ESTIMATORS[name].explainer], x, ESTIMATORS[name])
+
+        def compute(maps=maps):
+            curves = mif_lif(model, x, maps, target, FPA_FRACTIONS, replacement="zero", output="logit")
+            return {"mif": curves.mif.curves, "lif": curves.lif.curves}
+
+        results[name] = {**run.cached_tensors(f"curves/{regime}/{file_key(name)}", compute), "maps": maps}
+    return results
+
+
+def fidelity_rows(curves: dict, regime: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tidy per-sample rows (``mif_lif_area``, ``mif_area``, ``lif_area``, x in percent) and one summary row per
+    estimator: A with its 95% CI, the mean areas and the peak of the mean LIF curve."""
+    fractions = torch.tensor(FPA_FRACTIONS, dtype=torch.float64)
+    rows, summary = [], []
+    for name, part in curves.items():
+        between = area_between(part["mif"], part["lif"], fractions, percent=True, ci=0.95)
+        mif_area, lif_area = (curve_area(part[order].double(), fractions, scale=100) for order in ("mif", "lif"))
+        labels = {"method": name, "model": regime}
+        rows += [tidy_rows(between.per_sample, metric="mif_lif_area", **labels),
+                 tidy_rows(mif_area, metric="mif_area", **labels), tidy_rows(lif_area, metric="lif_area", **labels)]
+        lif_mean = part["lif"].double().mean(dim=0)
+        summary.append({
+            "model": regime, "method": name, "kind": ESTIMATORS[name].kind, "n": len(part["mif"]),
+            "A": between.value, "ci_low": between.ci_low, "ci_high": between.ci_high,
+            "mif_area": float(mif_area.mean()), "lif_area": float(lif_area.mean()),
+            "lif_peak": float(lif_mean.max()), "lif_peak_percent": 100 * FPA_FRACTIONS[int(lif_mean.argmax())],
+        })
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
+
+
+def accuracy_rows(regime: str, test_accuracy: float, correct: torch.Tensor) -> pd.DataFrame:
+    """``accuracy`` on the test split (one row, ``sample = -1``) and ``correct`` (0/1) per explained image."""
+    split = tidy_rows(torch.tensor([test_accuracy]), metric="accuracy", model=regime).assign(sample=-1)
+    return pd.concat([split, tidy_rows(correct.float(), metric="correct", model=regime)], ignore_index=True)
+
+
+def area_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Estimators x regimes, each cell ``A [ci_low, ci_high]`` (the layout of the paper's tables, transposed)."""
+    cells = summary.assign(cell=[f"{a:.1f} [{lo:.1f}, {hi:.1f}]" for a, lo, hi in
+                                 zip(summary["A"], summary["ci_low"], summary["ci_high"])])
+    return cells.pivot(index="method", columns="model", values="cell").reindex(
+        index=list(dict.fromkeys(summary["method"])), columns=list(dict.fromkeys(summary["model"])))
+
+
+def _best(rows: pd.DataFrame) -> str:
+    best = rows.loc[rows["A"].idxmax()]
+    return f"{best['method']} (A = {best['A']:.1f} [{best['ci_low']:.1f}, {best['ci_high']:.1f}])"
+
+
+#: What the paper reports for each regime against no augmentation (Table D.2 and Fig. 3).
+PAPER_CHANGE = {
+    "fpa": "paper, CIFAR-10 ResNet-18: FPA raised A for every estimator, the signed ones by 39-46 points, the MIF "
+           "curves falling more slowly and the LIF curves rising first",
+    "erasing": "paper, Fig. 3: Rectangle's curves look like those without augmentation",
+}
+
+
+def _compare_regimes(summary: pd.DataFrame, regime: str) -> str:
+    """How ``regime`` changed A, and the areas under MIF and LIF, relative to no augmentation."""
+    areas = summary.set_index(["method", "model"])
+    methods = list(dict.fromkeys(areas.index.get_level_values(0)))
+    base, other = areas.xs("none", level="model").loc[methods], areas.xs(regime, level="model").loc[methods]
+    estimators = other["kind"] != "baseline"
+    raised = estimators & (other["A"] > base["A"])
+    clear = raised & (other["ci_low"] > base["ci_high"])
+    lowered = estimators & (other["ci_high"] < base["ci_low"])
+    change = other[["A", "mif_area", "lif_area"]] - base[["A", "mif_area", "lif_area"]]
+    by_kind = change.groupby(other["kind"]).mean()
+    kinds = "; ".join(f"{kind}: A {row['A']:+.1f}, MIF area {row['mif_area']:+.1f}, LIF area {row['lif_area']:+.1f}"
+                      for kind, row in by_kind.iterrows())
+    return (f"{regime} vs no augmentation: A rose for {int(raised.sum())} of {int(estimators.sum())} estimators, "
+            f"{int(clear.sum())} with disjoint 95% CIs ({', '.join(clear.index[clear]) or 'none'}), and fell with "
+            f"disjoint CIs for {int(lowered.sum())} ({', '.join(lowered.index[lowered]) or 'none'}). Mean changes "
+            f"({kinds}); a larger MIF area under the random baseline means a model more robust to removed pixels "
+            f"({PAPER_CHANGE.get(regime, 'not in the paper')}).")
+
+
+def findings(accuracy: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """Plain sentences computed from the numbers, set beside the paper's claims."""
+    tested = ", ".join(f"{row['model']} {row['test_accuracy']:.4f}" for _, row in accuracy.iterrows())
+    lines = [f"Test accuracy: {tested} (paper, CIFAR-10: 93.0% none, 92.7% FPA, 93.1% Rectangle)."]
+    regimes = list(dict.fromkeys(summary["model"]))
+    for regime in regimes:
+        rows = summary[summary["model"] == regime]
+        signed, unsigned = rows[rows["kind"] == "signed"], rows[rows["kind"] == "unsigned"]
+        line = f"{regime}: largest A {_best(rows)}."
+        if len(signed) and len(unsigned):
+            verdict = "lead" if signed["A"].max() > unsigned["A"].max() else "do not lead"
+            line += (f" Best unsigned: {_best(unsigned)}, so the signed estimators {verdict} (paper: with FPA the "
+                     "signed ones lead on all three data sets).")
+        if len(unsigned) > 1:
+            worst = unsigned.loc[unsigned["A"].idxmin()]
+            line += (f" Worst unsigned: {worst['method']} ({worst['A']:.1f}); the paper finds SQ-SG_sum best and "
+                     "VG_abs worst.")
+        for _, random in rows[rows["kind"] == "baseline"].iterrows():
+            line += f" Random: A = {random['A']:.1f} [{random['ci_low']:.1f}, {random['ci_high']:.1f}]."
+        lines.append(line)
+    lines += [_compare_regimes(summary, regime) for regime in regimes if regime != "none" and "none" in regimes]
+    for regime in regimes:
+        signed = summary[(summary["model"] == regime) & (summary["kind"] == "signed")]
+        if len(signed):
+            lines.append(f"{regime}: the mean LIF curve of the signed estimators peaks at " + ", ".join(
+                f"{row['method']} {row['lif_peak']:.2f}x the clean logit ({row['lif_peak_percent']:.0f}% removed)"
+                for _, row in signed.iterrows())
+                + "; a peak above 1 means removing negative-evidence pixels raised the logit (paper: only with FPA).")
+    return lines
+
+
+def curve_figures(folder: Path, curves: dict, config: dict) -> dict:
+    """Per estimator, the mean MIF and LIF curves of every regime in one figure."""
+    percent = torch.tensor(FPA_FRACTIONS) * 100
+    return {
+        f"MIF / LIF ({name})": plot_curves(
+            folder / f"mif-lif-{file_key(name)}.png",
+            {f"{regime} {order.upper()}": (percent, curves[regime][name][order])
+             for regime in config["regimes"] for order in ("mif", "lif")},
+            "% of pixels removed", "logit / clean logit", name)
+        for name in config["estimators"]
+    }
+
+
+def counter_evidence_figures(folder: Path, curves: dict, config: dict) -> dict:
+    """Fig. 4 analogue per signed estimator: the mean LIF curve of each regime, then the mean importance score (each
+    map scaled by its largest absolute score) of the pixels in LIF order."""
+    percent = torch.tensor(FPA_FRACTIONS) * 100
+    figures = {}
+    for name in config["estimators"]:
+        if ESTIMATORS[name].kind != "signed":
+            continue
+        figures[f"LIF curves ({name})"] = plot_curves(
+            folder / f"lif-{file_key(name)}.png",
+            {regime: (percent, curves[regime][name]["lif"]) for regime in config["regimes"]},
+            "% of pixels removed (LIF order)", "logit / clean logit", f"{name}: LIF")
+        scores = {regime: torch.sort(normalize_maps(curves[regime][name]["maps"], "max-abs").flatten(1)).values
+                  for regime in config["regimes"]}
+        figures[f"Importance scores in LIF order ({name})"] = plot_curves(
+            folder / f"lif-scores-{file_key(name)}.png",
+            {regime: (torch.arange(v.shape[1]) * 100 / v.shape[1], v) for regime, v in scores.items()},
+            "% of pixels removed (LIF order)", "importance / max |importance|", f"{name}: scores in LIF order")
+    return figures
+
+
+def regime_recipe(config: dict, regime: str) -> TrainConfig:
+    """The training recipe of ``regime``: the config's optimiser, schedule and augmentation parameters."""
+    recipe = {key: config[key] for key in ("momentum", "weight_decay", "schedule", "fpa_p", "fpa_p1_max", "fpa_p2",
+                                           "fpa_s_max", "erasing_p")}
+    return train_config(config, augmentation=augmentation(config, regime), milestones=tuple(config["milestones"]),
+                        **recipe)
+
+
+def estimator_table(config: dict) -> pd.DataFrame:
+    """The chosen estimators: explainer, prime, reduction, kind and the explainer's parameters."""
+    return pd.DataFrame([
+        {"estimator": name, "explainer": e.explainer, "times input": e.primed, "reduction": e.reduction, "kind": e.kind,
+         "parameters": str(explainer_params(config, e.explainer))}
+        for name, e in ESTIMATORS.items() if name in config["estimators"]
+    ])
+
+
+def execute(run: RunFolder) -> Path:
+    config = run.config
+    train, test = load_splits(config)
+    chosen = stratified_sample(test.y, min(config["n_images"], len(test)), seed=config["seed"])
+    x, labels = test.x[chosen], test.y[chosen]
+    tables, summaries, accuracy, curves = [], [], [], {}
+    for regime in config["regimes"]:
+        trained = train_in_run(run, regime, config["model"], train, test, regime_recipe(config, regime))
+        predicted = predictions(trained.model, x).argmax(dim=1)
+        target = predicted if config["target"] == "predicted" else labels
+        curves[regime] = regime_curves(run, regime, trained.model, x, target, config)
+        rows, summary = fidelity_rows(curves[regime], regime)
+        correct = predicted == labels
+        tables += [accuracy_rows(regime, trained.metrics["test_accuracy"], correct), rows]
+        summaries.append(summary)
+        accuracy.append({"model": regime, "augmentation": augmentation(config, regime),
+                         "test_accuracy": trained.metrics["test_accuracy"], "test_images": len(test),
+                         "explained_accuracy": float(correct.float().mean()), "explained_images": len(x)})
+    summary, accuracy = pd.concat(summaries, ignore_index=True), pd.DataFrame(accuracy)
+    run.write_table("results", pd.concat(tables, ignore_index=True))
+    run.write_table("summary", summary)
+    run.write_table("accuracy", accuracy)
+
+    figures = run.path / "figures"
+    target = "predicted class" if config["target"] == "predicted" else "true label"
+    sections = [
+        Section("Models", [f"{config['model']} on {config['dataset']} ({len(train)} training images, "
+                           f"{config['epochs']} epochs), one model per training regime; accuracy on the test split and "
+                           f"on the {len(x)} explained images."], tables={"Accuracy": accuracy}),
+        Section("Fidelity A", [f"A = mean AUC(LIF) - mean AUC(MIF), x in percent of pixels removed (0-95%), logits of "
+                               f"the {target} divided by the clean logit, pixels set to 0; 95% CI by the normal "
+                               "approximation. Larger is better."],
+                tables={"A [95% CI] (estimators x training regime)": area_table(summary), "Summary": summary,
+                        "Estimators": estimator_table(config)}),
+        Section("MIF and LIF curves", ["Mean curves over the explained images with 95% bands."],
+                figures=curve_figures(figures, curves, config)),
+        Section("Counter-evidence (paper Fig. 4)", [
+            "For each signed estimator: the mean LIF curve, then the importance scores of the pixels in the order LIF "
+            "removes them (most negative first). Where the scores are negative the removed pixels are "
+            "counter-evidence: a faithful model and estimator make the LIF curve rise there."],
+                figures=counter_evidence_figures(figures, curves, config)),
+    ]
+    return write_report(run.path / "report.html", "Feature Perturbation Augmentation", findings(accuracy, summary),
+                        sections, tomli_w.dumps(config))
