@@ -6,6 +6,7 @@ from .engine import (
     TensorMasks,
     accepts_perturbation_level,
     compose,
+    masked_images,
     masked_logits,
     masked_scores,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "accepts_perturbation_level",
     "compose",
     "make_replacement",
+    "masked_images",
     "masked_logits",
     "masked_scores",
 ]

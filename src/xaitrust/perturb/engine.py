@@ -5,6 +5,7 @@ LIME/KernelSHAP and ReCalX fitting all evaluate masked copies of their images th
 flattened (image, mask) pairs in chunks whose size bounds memory, builds each chunk's masks on the fly from a
 ``MaskSet`` (so that 4000 RISE masks or 100 deletion steps of large images never sit in memory at once), and returns
 the chosen score of the target class for every pair: one batched forward pass per chunk, on the model's device.
+``masked_images`` returns the masked images of the same loop instead of scores (ROAR/KAR retrain on them).
 
 A perturbation-aware model (``accepts_perturbation_level(model)``, e.g. a ReCalX-calibrated model) is also given the
 perturbation level of each masked input: the fraction of pixels replaced, ``1 - mean(keep)``.
@@ -159,34 +160,64 @@ def _masked_map(model, x, masks, reduce, *, replacement, mean, batch_size, gener
         mean = getattr(model, "input_mean", None)
         mean = None if mean is None else mean.reshape(-1)
     base = make_replacement(x, replacement, mean=mean, generator=generator)
-    delta = x - base
     n_images, n_masks = len(x), masks.num_masks
-    total = n_images * n_masks
     if batch_size is None:
         batch_size = auto_batch_size(model, x.shape[1:], device)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise XaitrustError(f"batch_size must be a positive integer; got {batch_size!r}")
     level_aware = accepts_perturbation_level(model)
     chunks = []
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for start in range(0, total, batch_size):
-                flat = torch.arange(start, min(start + batch_size, total), device=device)
-                image_index, mask_index = flat // n_masks, flat % n_masks
-                keep = masks.keep(image_index, mask_index).to(device=device, dtype=x.dtype)
-                inputs = torch.addcmul(base[image_index], keep, delta[image_index])
+            for image_index, keep, inputs in _masked_chunks(x, masks, base, batch_size):
                 if level_aware:
                     logits = model(inputs, perturbation_level=1.0 - keep.mean(dim=(1, 2, 3)))
                 else:
                     logits = model(inputs)
                 chunks.append(reduce(logits, image_index))
                 if progress is not None:
-                    progress(len(flat))
+                    progress(len(image_index))
     finally:
         model.train(was_training)
     if not chunks:
         return torch.empty(n_images, n_masks, device=device)
     values = torch.cat(chunks)
     return values.reshape(n_images, n_masks, *values.shape[1:])
+
+
+def _masked_chunks(x, masks: MaskSet, base, batch_size):
+    """``(image_index, keep, x * keep + base * (1 - keep))`` for consecutive chunks of at most ``batch_size`` of the
+    flattened (image, mask) pairs, image-major, on ``x``'s device."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise XaitrustError(f"batch_size must be a positive integer; got {batch_size!r}")
+    delta = x - base
+    n_masks = masks.num_masks
+    total = len(x) * n_masks
+    for start in range(0, total, batch_size):
+        flat = torch.arange(start, min(start + batch_size, total), device=x.device)
+        image_index, mask_index = flat // n_masks, flat % n_masks
+        keep = masks.keep(image_index, mask_index).to(device=x.device, dtype=x.dtype)
+        yield image_index, keep, torch.addcmul(base[image_index], keep, delta[image_index])
+
+
+def masked_images(
+    x: torch.Tensor,
+    masks: MaskSet | torch.Tensor,
+    *,
+    replacement: str | float | torch.Tensor = "zero",
+    mean: torch.Tensor | None = None,
+    batch_size: int = 4096,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The masked images themselves, ``(B, M, C, H, W)``: ``x[b] * keep[b, m] + r[b] * (1 - keep[b, m])``.
+
+    Built by the same chunk loop as ``masked_scores`` (masks made ``batch_size`` pairs at a time) for the users that
+    need the images rather than scores, e.g. ROAR/KAR, which retrain on masked copies of a whole dataset.
+    """
+    _check_images(x)
+    masks = TensorMasks(masks) if isinstance(masks, torch.Tensor) else masks
+    base = make_replacement(x, replacement, mean=mean, generator=generator)
+    parts = [inputs for _, _, inputs in _masked_chunks(x, masks, base, batch_size)]
+    if not parts:
+        return x.new_empty(len(x), masks.num_masks, *x.shape[1:])
+    return torch.cat(parts).reshape(len(x), masks.num_masks, *x.shape[1:])

@@ -1,0 +1,126 @@
+"""The ROAR/KAR protocol: the masking replaces exactly the right pixels by the channel mean and pixels are ranked by
+absolute attribution; the smoke profile writes a complete run folder (an accuracy per method x mode x fraction x
+seed, a report with findings) and resumes without retraining; bad fractions and methods are named."""
+
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from oracle_models import LinearModel
+from xaitrust.data import ImageDataset
+from xaitrust.errors import XaitrustError
+from xaitrust.perturb.orders import ranks_from_maps
+from xaitrust.protocols import RunFolder, run_protocol
+from xaitrust.protocols.common import load_splits
+from xaitrust.protocols.config import resolve_config
+from xaitrust.protocols.roar import SPEC, modified_images, pixel_ranks
+from xaitrust.training import evaluate_accuracy, load_model
+
+FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def top_pixels(maps: torch.Tensor, n: int) -> torch.Tensor:
+    """Bool ``(B, H, W)``: the ``n`` pixels of each map with the highest values."""
+    order = maps.flatten(1).argsort(dim=1, descending=True)[:, :n]
+    return torch.zeros(maps.flatten(1).shape, dtype=torch.bool).scatter_(1, order, True).reshape(maps.shape)
+
+
+def test_roar_replaces_the_top_ranked_pixels_by_the_channel_mean_and_kar_the_others():
+    maps = torch.stack([torch.arange(12.0), torch.randperm(12).float()]).reshape(2, 3, 4)
+    ranks = ranks_from_maps(maps)
+    x = torch.rand(2, 2, 3, 4)
+    mean = torch.tensor([0.25, 0.75]).reshape(1, 2, 1, 1)
+    for fraction in FRACTIONS:
+        replaced = round(fraction * 12)
+        top = top_pixels(maps, replaced)[:, None]
+        roar = modified_images(x, ranks, fraction, "roar", "mean", mean.flatten())
+        torch.testing.assert_close(roar, torch.where(top, mean, x))
+        kept = top_pixels(maps, 12 - replaced)[:, None]
+        kar = modified_images(x, ranks, fraction, "kar", "mean", mean.flatten())
+        torch.testing.assert_close(kar, torch.where(kept, x, mean))
+        # KAR at 1 - f keeps exactly the pixels ROAR at f replaces.
+        kar_complement = modified_images(x, ranks, 1 - fraction, "kar", "mean", mean.flatten())
+        torch.testing.assert_close(kar_complement, torch.where(top, x, mean))
+
+
+def test_pixels_are_ranked_by_absolute_attribution_summed_over_channels(tmp_path):
+    # A linear model's gradient is its weight: the largest |w| summed over the channels ranks first, whatever its sign.
+    weight = torch.randn(3, 4, 4)
+    weight[:, 2, 1] = torch.tensor([-4.0, -3.0, 2.0])
+    data = ImageDataset(torch.rand(2, 3, 4, 4), torch.zeros(2, dtype=torch.long), ["a", "b"], split="test")
+    config = resolve_config(SPEC, "smoke", {"target": "label", "ties": "stable"})
+    ranks = pixel_ranks(RunFolder(tmp_path, config), "sensitivity", LinearModel(weight), data, config)
+    expected = weight.abs().sum(dim=0).flatten().argsort(descending=True)
+    assert ranks[0, 0, 2, 1] == 0
+    for image in range(2):
+        assert torch.equal(ranks[image].flatten().argsort(), expected)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, one_torch_thread):
+    out = tmp_path_factory.mktemp("roar") / "run"
+    began = time.perf_counter()
+    with one_torch_thread():
+        report = run_protocol("roar", profile="smoke", out=out)
+    return out, report, time.perf_counter() - began
+
+
+def test_smoke_run_records_an_accuracy_per_method_mode_fraction_and_seed(smoke_run):
+    out, report, _ = smoke_run
+    config = resolve_config(SPEC, "smoke")
+    assert (out / "config.toml").is_file() and report == out / "report.html"
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["metric"]) == {"accuracy"}
+    keys = set(zip(results["method"], results["mode"], results["fraction"], results["seed"]))
+    assert keys == {(method, mode, fraction, seed) for method in config["methods"] for mode in config["modes"]
+                    for fraction in [0.0, *config["fractions"]] for seed in range(config["seeds"])}
+    assert len(results) == len(keys)
+    assert results["value"].between(0, 1).all()
+
+    # The 0% point is the unmodified model's test accuracy; every other point is measured on the modified test set.
+    train, test = load_splits(config)
+    unmodified = load_model(out / "models" / "unmodified" / "seed0")
+    assert (results.loc[results["fraction"] == 0, "value"] == evaluate_accuracy(unmodified, test)).all()
+    retrained = load_model(out / "models" / "random" / "roar-0.9" / "seed0")
+    ranks = pixel_ranks(RunFolder(out, config), "random", unmodified, test, config)
+    masked = ImageDataset(modified_images(test.x, ranks, 0.9, "roar", "mean", train.mean), test.y, test.classes)
+    point = results.query("method == 'random' and mode == 'roar' and fraction == 0.9")["value"].item()
+    assert point == pytest.approx(evaluate_accuracy(retrained, masked))
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == len(keys) // config["seeds"]
+    assert (summary["min"] <= summary["mean"]).all() and (summary["mean"] <= summary["max"]).all()
+    page = report.read_text()
+    assert page.count("<li>") >= 4 and "ROAR: saliency is below the random ranking at" in page
+    assert {"roar.png", "kar.png"} <= {path.name for path in (out / "figures").iterdir()}
+
+
+def test_rerun_resumes_without_retraining(smoke_run, one_torch_thread):
+    out, _, first_seconds = smoke_run
+    checkpoints = sorted((out / "models").rglob("model.safetensors"))
+    assert len(checkpoints) == 1 + 2 * 2 * 3  # unmodified + methods x modes x fractions, one seed
+    stamps = [path.stat().st_mtime_ns for path in checkpoints]
+    began = time.perf_counter()
+    with one_torch_thread():
+        run_protocol("roar", profile="smoke", out=out)
+    assert [path.stat().st_mtime_ns for path in checkpoints] == stamps
+    assert time.perf_counter() - began < first_seconds / 2
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("fractions = [0.5, 1.0]", "'fractions' must list fractions strictly between 0 and 1"),
+        ("fractions = [0.0, 0.5]", "'fractions' must list fractions strictly between 0 and 1"),
+        ("fractions = [0.5, 0.3]", "'fractions' must increase strictly"),
+        ("seeds = 0", "'seeds'"),
+        ('methods = ["saliency", "gradcam+"]', r"'methods'.*'gradcam\+'"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, setting, message):
+    config_file = tmp_path / "roar.toml"
+    config_file.write_text(setting + "\n")
+    with pytest.raises(XaitrustError, match=message):
+        run_protocol("roar", profile="smoke", config_file=config_file, out=tmp_path / "run")
