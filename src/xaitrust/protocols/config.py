@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +26,14 @@ PROFILES = ("smoke", "quick", "paper")
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """What a protocol is: its name, a one-line description, its defaults per profile, allowed values per key."""
+    """What a protocol is: its name, a one-line description, its defaults per profile, allowed values per key, and
+    an optional ``validate(config)`` for checks that span values (raises ``XaitrustError`` naming the key)."""
 
     name: str
     description: str
     defaults: dict[str, dict]
     choices: dict[str, tuple] = field(default_factory=dict)
+    validate: Callable[[dict], None] | None = None
 
 
 def read_toml(path: str | Path) -> dict:
@@ -88,4 +91,6 @@ def resolve_config(spec: ProtocolSpec, profile: str | None = None, user: dict | 
     for key, value in config.items():
         if key in spec.choices:
             _check_value(key, value, value, spec.choices[key])
+    if spec.validate is not None:
+        spec.validate(config)
     return {"protocol": spec.name, "profile": profile, **config}

@@ -80,6 +80,19 @@ _PAPER = {
     "explainer_batch_size": 128,
 }
 
+def check_config(config: dict) -> None:
+    """Raise ``XaitrustError`` naming the key when ``fractions``, ``seeds`` or ``methods`` cannot be run."""
+    fractions = config["fractions"]
+    if not fractions or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions):
+        raise XaitrustError(f"config key 'fractions' must list fractions strictly between 0 and 1; got {fractions}")
+    if any(b <= a for a, b in zip(fractions, fractions[1:])):
+        raise XaitrustError(f"config key 'fractions' must increase strictly; got {fractions}")
+    if config["seeds"] < 1:
+        raise XaitrustError(f"config key 'seeds' (retrainings per setting) must be at least 1; got {config['seeds']}")
+    if not config["methods"] or not config["modes"]:
+        raise XaitrustError("config keys 'methods' and 'modes' must each name at least one entry")
+
+
 SPEC = ProtocolSpec(
     name="roar",
     description="ROAR and KAR: accuracy after retraining on images whose most (least) important pixels are replaced, "
@@ -110,20 +123,8 @@ SPEC = ProtocolSpec(
         "output": ("logit", "probability", "log-probability"),
         "ties": ("random", "stable"),
     },
+    validate=check_config,
 )
-
-
-def check_config(config: dict) -> None:
-    """Raise ``XaitrustError`` naming the key when ``fractions``, ``seeds`` or ``methods`` cannot be run."""
-    fractions = config["fractions"]
-    if not fractions or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions):
-        raise XaitrustError(f"config key 'fractions' must list fractions strictly between 0 and 1; got {fractions}")
-    if any(b <= a for a, b in zip(fractions, fractions[1:])):
-        raise XaitrustError(f"config key 'fractions' must increase strictly; got {fractions}")
-    if config["seeds"] < 1:
-        raise XaitrustError(f"config key 'seeds' (retrainings per setting) must be at least 1; got {config['seeds']}")
-    if not config["methods"] or not config["modes"]:
-        raise XaitrustError("config keys 'methods' and 'modes' must each name at least one entry")
 
 
 def pixel_ranks(run: RunFolder, method: str, model, data: ImageDataset, config: dict) -> torch.Tensor:
@@ -271,7 +272,6 @@ def example_grid(path: Path, x: torch.Tensor, ranks: dict, mode: str, config: di
 
 def execute(run: RunFolder) -> Path:
     config = run.config
-    check_config(config)
     train, test = load_splits(config)
     unmodified = retrain(run, "unmodified", train, test, config)
     model = unmodified[0].model
