@@ -15,10 +15,11 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import XaitrustError
+from ..io import write_json_atomic, write_tensors_atomic
 from .checks import check_logits
 
 FORMAT_VERSION = 1
@@ -78,12 +79,10 @@ class Calibrator:
         return the JSON path."""
         self._require_fitted()
         stem = _stem(path)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {name: torch.as_tensor(getattr(self, name)).detach().cpu().contiguous() for name in self.learned_names}
-        save_file(tensors, str(stem.with_name(stem.name + ".safetensors")))
-        meta = {"format_version": FORMAT_VERSION, "method": self.name, "settings": self.settings()}
-        json_path = stem.with_name(stem.name + ".json")
-        json_path.write_text(json.dumps(meta, indent=2))
+        tensors = {name: torch.as_tensor(getattr(self, name)) for name in self.learned_names}
+        write_tensors_atomic(stem.with_name(stem.name + ".safetensors"), tensors)
+        json_path = stem.with_name(stem.name + ".json")  # written last: its presence marks a complete calibrator
+        write_json_atomic(json_path, {"format_version": FORMAT_VERSION, "method": self.name, "settings": self.settings()})
         return json_path
 
     @classmethod

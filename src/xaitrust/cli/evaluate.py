@@ -128,7 +128,7 @@ def command(checkpoint, explainers, metrics, n_images, out, dataset, data_root, 
     from ..explainers import get_explainer
     from ..explainers.reduce import reduce_attributions
     from ..protocols.results import tidy_rows
-    from ..training.checkpoint import library_versions
+    from ..io import library_versions
     from ._checkpoint import checkpoint_images
 
     metric_names = _names(metrics, "--metrics")

@@ -9,9 +9,6 @@ with a different config in the same folder is refused, so cached pieces always m
 from __future__ import annotations
 
 import json
-import os
-import platform
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,38 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import XaitrustError
+from ..io import atomic_write, library_versions
 from .config import read_toml
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file to ``path`` (same folder, so the rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def library_versions() -> dict:
-    import numpy
-    import sklearn
-    import skimage
-
-    from .. import __version__
-
-    versions = {"xaitrust": __version__, "python": platform.python_version(), "torch": torch.__version__}
-    versions.update(numpy=numpy.__version__, scikit_learn=sklearn.__version__, scikit_image=skimage.__version__)
-    try:
-        import captum
-
-        versions["captum"] = captum.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return versions
 
 
 class RunFolder:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..protocols.run_folder import atomic_write
+from ..io import atomic_write
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }

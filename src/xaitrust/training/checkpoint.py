@@ -10,17 +10,13 @@ real name; the JSON is written last.
 from __future__ import annotations
 
 import json
-import os
-import platform
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from ..errors import XaitrustError
+from ..io import library_versions, read_tensors, write_json_atomic, write_tensors_atomic
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
@@ -35,44 +31,6 @@ def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
     if path.suffix in (".safetensors", ".json"):
         return path.with_suffix(".safetensors"), path.with_suffix(".json")
     return path / WEIGHTS_FILE, path / METADATA_FILE
-
-
-def library_versions() -> dict:
-    """Versions of Python and of the libraries that shape a model's numbers."""
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for package in ("xaitrust", "numpy", "safetensors"):
-        try:
-            versions[package] = importlib_metadata.version(package)
-        except importlib_metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def write_json_atomic(path: Path, data) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(temporary, path)
-
-
-def write_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write ``tensors`` as safetensors to ``path`` through a temporary file and a rename (copies are made contiguous
-    and unshared, as safetensors requires)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    save_file({name: tensor.detach().cpu().contiguous().clone() for name, tensor in tensors.items()}, str(temporary))
-    os.replace(temporary, path)
-
-
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, with a clear error when it is missing or not safetensors."""
-    if not path.is_file():
-        raise XaitrustError(f"no weights file at {path}; is this an xaitrust checkpoint folder?")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        raise XaitrustError(f"{path} is not a readable safetensors file ({error})") from None
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> Path:

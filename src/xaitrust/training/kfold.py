@@ -24,7 +24,8 @@ import torch
 from ..data.dataset import ImageDataset
 from ..data.splits import stratified_kfold
 from ..errors import XaitrustError
-from .checkpoint import load_model, read_tensors, write_json_atomic, write_tensors_atomic
+from ..io import read_tensors, write_json_atomic, write_tensors_atomic
+from .checkpoint import load_model
 from .config import TrainConfig
 from .jobs import Runner, TrainingJob, run_jobs
 from .trainer import TrainResult, dataset_fingerprint

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import XaitrustError
-from .checkpoint import read_tensors, write_json_atomic, write_tensors_atomic
+from ..io import read_tensors, write_json_atomic, write_tensors_atomic
 
 STATE_FILE = "state.json"
 MODEL_PREFIX = "model."

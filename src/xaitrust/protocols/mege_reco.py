@@ -1,0 +1,441 @@
+"""MeGe and ReCo (Fel, Vigouroux, Cadène & Serre, "How Good is your Explanation? Algorithmic Stability Measures to
+Assess the Quality of Explanations for Deep Neural Networks"): are a method's explanations stable when the explained
+image leaves the training set, and do they change when the prediction does?
+
+Steps (paper sections 3-4, Algorithm 1 in appendix A):
+
+1. D is the training split of the dataset (cut to ``train_size``); it is split into ``k`` stratified folds and model
+   ``i`` is trained on every fold but fold ``i`` (``xaitrust.training.train_k_fold``, checkpoints in
+   ``models/<family>/``).
+2. ``n_samples`` images of D (stratified by fold and class, so every fold is represented) are explained by all ``k``
+   models with every method (section 4.1: Saliency, Gradient x Input, Integrated Gradients, SmoothGrad, Grad-CAM,
+   Grad-CAM++, RISE, and the Random control).
+3. Per method: S= and S!= (eqs. 3-4) from the distances ``1 - |Spearman|`` between the map of the model that never saw
+   the image and each other model's map; MeGe (eq. 5), ReCo (eq. 6) and ReCo_AUC (appendix D); the S=/S!= histograms
+   (Fig. 5/10); muFidelity (appendix C: subsets of 15% of the pixels, baseline 0), each image scored on the model that
+   did not train on it, so its mean is the mean over the ``k`` models of their held-out scores.
+4. Sanity check (section 4.2, Fig. 3/9): the same scores for degraded families. Weight noise: ``N(0, noise_std)``
+   added to the top ``noise_levels`` share of each fold model's layers (appendix E.2; ``noise_unit = "parameters"``
+   reads E.2 as a share of the weights instead); label shuffling: the k-fold family retrained with ``shuffle_levels``
+   of D's labels switched to another class. The paper expects MeGe and ReCo to drop and muFidelity to stay flat
+   (section 4.3, Fig. 4).
+5. Option ``lipschitz``: a ``lipschitz-cnn`` k-fold family scored beside the base model (section 4.5, Tables 2/3).
+
+Choices where the paper is silent or ambiguous (each one a config key):
+
+* ``target = "label"``: every model explains the true class ``y`` of the image, so two models' maps of one image
+  always answer the same question; with ``"predicted"`` the two maps of an S!= pair would explain different classes
+  and differ for that reason alone, which inflates ReCo.
+* ``output = "logit"``: appendix B explains the logit ``f_c``.
+* ``reduction = "abs-sum"``: maps are ``sum_c |a_c|`` (the paper's SA and GI formulas take absolute values; for the
+  one-channel Fashion-MNIST this is ``|a|``). muFidelity uses the raw, signed attributions.
+* Stochastic methods (SmoothGrad, RISE) use the same seed on every model, so two models' maps differ through the models
+  and not through the noise draws; the Random control gets a different seed per model (with one seed all its maps
+  would be identical and score MeGe = 1).
+* Weight noise goes to the top ``ceil(level * L)`` weight layers (convolutions and dense layers alike,
+  ``xaitrust.training.randomize_weights``), each fold model with its own seed.
+
+Run folder: ``results.csv`` holds one row per observation with columns ``metric, method, model, sample, value,
+degradation, level``: ``mu_fidelity`` has one row per explained image (``sample`` = its index among the
+``n_samples``); ``mege``, ``reco`` and ``reco_auc`` are scores of a whole set and have one row with ``sample = -1``.
+They are NaN only when their set is empty (``separation.csv`` counts S= and S!=): MeGe needs S=, the ReCo scores
+both S= and S!=. ``model`` names the family: ``cnn``, ``cnn+noise-0.05``, ``cnn+shuffle-0.1``, ``lipschitz-cnn``.
+
+Profiles: ``paper`` keeps the paper's parameters (ResNet-18 with 26 base filters and dropout 0.4 for Fashion-MNIST,
+appendix E; all 60,000 training images; 10,000 explained images, the paper's muFidelity sample; IG 60 points, SmoothGrad
+60 samples with sigma 0.2, RISE 1000 masks; the 1-Lipschitz family). Its 8 families of 5 models are far too slow for a
+2-core CPU: it is meant for a machine with a GPU (the number of training epochs, 20, is not in the paper).
+``quick`` uses the small ``cnn`` on 8,000 images for 2 epochs, 80 explained images, IG with 30 points, RISE with 500
+masks, muFidelity over 32 subsets and no 1-Lipschitz family (``lipschitz-cnn`` recomputes its layers' operator norms in
+every forward pass and explains about 40 times slower than ``cnn``). ``smoke`` is a one-minute check: k = 3, a tiny
+``cnn``, 20 images, one degradation level each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tomli_w
+import torch
+
+from ..data import load_dataset, stratified_kfold, stratified_sample
+from ..errors import XaitrustError
+from ..explainers import available_explainers
+from ..explainers.reduce import REDUCTIONS, reduce_attributions
+from ..metrics import cross_fold_distances, mege, mu_fidelity, reco, reco_auc
+from ..metrics.distances import DISTANCES
+from ..models import available_models, build_model
+from ..report.figures import plot_curves, plot_histograms, plot_map_grid
+from ..report.html import Section, write_report
+from ..training import randomize_weights, shuffle_labels, train_k_fold
+from ..training.degrade import RANDOMIZATION_UNITS
+from .common import explain_cached, predictions, train_config
+from .config import ProtocolSpec
+from .results import summarize, tidy_rows
+from .run_folder import RunFolder
+
+MEGE_EXPLAINERS = [
+    "saliency", "gradient-input", "integrated-gradients", "smoothgrad", "gradcam", "gradcam++", "rise", "random",
+]
+LIPSCHITZ_MODEL = "lipschitz-cnn"
+
+_PAPER = {
+    "dataset": "fashion-mnist",
+    "data_root": "",
+    "train_size": 0,
+    "k": 5,
+    "model": "resnet18",
+    "model_options": {"base_filters": 26, "dropout": 0.4},
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "batch_size": 128,
+    "epochs": 20,
+    "seed": 0,
+    "n_samples": 10000,
+    "explainers": MEGE_EXPLAINERS,
+    "explainer_params": {
+        "integrated-gradients": {"steps": 60, "rule": "trapezoid", "baseline": "zero"},
+        "smoothgrad": {"samples": 60, "sigma": 0.2},
+        "rise": {"n_masks": 1000},
+    },
+    "explainer_batch_size": 64,
+    "target": "label",
+    "output": "logit",
+    "reduction": "abs-sum",
+    "distance": "spearman",
+    "mu_fidelity_fraction": 0.15,
+    "mu_fidelity_subsets": 200,
+    "noise_levels": [0.05, 0.1, 0.3],
+    "noise_std": 0.5,
+    "noise_unit": "layers",
+    "shuffle_levels": [0.05, 0.1, 0.3],
+    "lipschitz": True,
+    "histogram_bins": 30,
+}
+
+SPEC = ProtocolSpec(
+    name="mege-reco",
+    description="MeGe, ReCo, ReCo_AUC and muFidelity of explanations from k-fold cross-trained models, with the "
+    "weight-noise and label-shuffling sanity checks and an optional 1-Lipschitz family (paper profile: ResNet-18, "
+    "far too slow on a 2-core CPU).",
+    defaults={
+        "paper": _PAPER,
+        "quick": dict(
+            _PAPER, train_size=8000, model="cnn", model_options={}, epochs=2, n_samples=80, mu_fidelity_subsets=32,
+            lipschitz=False,
+            explainer_params={"integrated-gradients": {"steps": 30, "rule": "trapezoid", "baseline": "zero"},
+                              "smoothgrad": {"samples": 60, "sigma": 0.2}, "rise": {"n_masks": 500}},
+        ),
+        "smoke": dict(
+            _PAPER, train_size=1000, k=3, model="cnn", model_options={"channels": [8, 16], "hidden": 32}, lr=5e-3,
+            epochs=1, n_samples=20, mu_fidelity_subsets=8, noise_levels=[0.3], shuffle_levels=[0.3], lipschitz=False,
+            histogram_bins=10,
+            explainer_params={"integrated-gradients": {"steps": 8}, "smoothgrad": {"samples": 4},
+                              "rise": {"n_masks": 50}},
+        ),
+    },
+    choices={
+        "explainers": tuple(info.name for info in available_explainers()),
+        "model": tuple(available_models()),
+        "target": ("label", "predicted"),
+        "output": ("logit", "probability", "log-probability"),
+        "reduction": REDUCTIONS,
+        "distance": tuple(DISTANCES),
+        "noise_unit": RANDOMIZATION_UNITS,
+    },
+)
+
+
+@dataclasses.dataclass
+class Family:
+    """k fold models; ``data_folds`` is the fold of every image of D, ``folds`` that of the explained images (model
+    ``i`` never trained on fold ``i``)."""
+
+    name: str
+    models: list[torch.nn.Module]
+    data_folds: torch.Tensor
+    folds: torch.Tensor
+    degradation: str = "none"
+    level: float = 0.0
+
+
+def train_family(run: RunFolder, name: str, model_name: str, model_options: dict, data, samples, degradation="none",
+                 level=0.0) -> Family:
+    """Cross-train ``k`` models of ``model_name`` on ``data`` (or reuse the finished ones in ``models/<name>``)."""
+    config = run.config
+    factory = partial(build_model, model_name, data.in_channels, data.num_classes, data.image_size, **model_options)
+    trained = train_k_fold(factory, data, config["k"], train_config(config), run.path / "models" / name,
+                           seed=config["seed"])
+    return Family(name, trained.models, trained.folds, trained.folds[samples], degradation, level)
+
+
+def noisy_family(base: Family, level: float, config: dict) -> Family:
+    """``base`` with Gaussian weight noise on a ``level`` share of each model's layers (or weights); seeded per model,
+    so it needs no checkpoint."""
+    models = [
+        randomize_weights(model, level, config["noise_std"], seed=config["seed"] + i, unit=config["noise_unit"])
+        for i, model in enumerate(base.models)
+    ]
+    return Family(f"{base.name}+noise-{level:g}", models, base.data_folds, base.folds, "noise", level)
+
+
+def explainer_params(config: dict, method: str, model_index: int) -> dict:
+    """The configured parameters of ``method``; the Random control draws different noise for every model."""
+    params = dict(config["explainer_params"].get(method, {}))
+    if method == "random":
+        params["seed"] = params.get("seed", config["seed"]) + model_index
+    return params
+
+
+def explain_family(run: RunFolder, family: Family, method: str, x, targets) -> torch.Tensor:
+    """Raw attributions ``(k, N, C, H, W)`` of ``method``: model ``i`` explains the classes ``targets[i]``."""
+    config = run.config
+    return torch.stack([
+        explain_cached(run, f"{family.name}/{method}/model-{i}", method, explainer_params(config, method, i), model,
+                       x, targets[i], config["output"], config["explainer_batch_size"])
+        for i, model in enumerate(family.models)
+    ])
+
+
+def held_out_fidelity(family: Family, x, attributions, targets, config: dict) -> torch.Tensor:
+    """muFidelity ``(N,)`` of every image on the model that did not train on it (appendix C, baseline 0)."""
+    values = torch.full((len(x),), float("nan"))
+    for i, model in enumerate(family.models):
+        members = (family.folds == i).nonzero().flatten()
+        if len(members):
+            values[members] = mu_fidelity(
+                model, x[members], attributions[i, members], targets[i, members], config["mu_fidelity_fraction"],
+                config["mu_fidelity_subsets"], baseline=0.0, output=config["output"], seed=config["seed"],
+            )
+    return values
+
+
+@dataclasses.dataclass
+class FamilyScores:
+    """What ``score_family`` returns: tidy ``rows``, S=/S!= per method (``separation[method] = (s_eq, s_neq)``) and
+    model 0's maps of the first eight images per method (``examples``)."""
+
+    rows: pd.DataFrame
+    separation: dict
+    examples: dict
+
+
+def score_method(run: RunFolder, family: Family, method: str, x, labels, predicted, targets):
+    """Tidy rows, S=/S!= and the maps ``(k, N, H, W)`` of ``method`` on ``family``."""
+    config = run.config
+    attributions = explain_family(run, family, method, x, targets)
+    maps = reduce_attributions(attributions.flatten(0, 1), config["reduction"]).unflatten(0, attributions.shape[:2])
+
+    def distances():
+        kept = cross_fold_distances(maps, predicted, labels, family.folds, config["distance"])
+        return {"s_eq": kept.s_eq, "s_neq": kept.s_neq}
+
+    sets = run.cached_tensors(f"distances/{family.name}/{method}", distances)
+    fidelity = run.cached_tensors(f"mu_fidelity/{family.name}/{method}", lambda: {
+        "mu_fidelity": held_out_fidelity(family, x, attributions, targets, config)})["mu_fidelity"]
+    labels_of = {"method": method, "model": family.name, "degradation": family.degradation, "level": family.level}
+    scores = {"mege": mege(sets["s_eq"]), "reco": reco(sets["s_eq"], sets["s_neq"]),
+              "reco_auc": reco_auc(sets["s_eq"], sets["s_neq"])}
+    rows = [tidy_rows(torch.tensor([value]), metric=metric, **labels_of).assign(sample=-1)
+            for metric, value in scores.items()]
+    rows.append(tidy_rows(fidelity, metric="mu_fidelity", **labels_of))
+    return pd.concat(rows, ignore_index=True), (sets["s_eq"], sets["s_neq"]), maps
+
+
+def score_family(run: RunFolder, family: Family, x, labels) -> FamilyScores:
+    """MeGe, ReCo, ReCo_AUC (one row each per method) and muFidelity (one row per image) of ``family``."""
+    predicted = run.cached_tensors(f"predictions/{family.name}", lambda: {
+        "predicted": torch.stack([predictions(model, x).argmax(dim=1) for model in family.models])})["predicted"]
+    targets = labels.expand_as(predicted) if run.config["target"] == "label" else predicted
+    tables, separation, examples = [], {}, {}
+    for method in run.config["explainers"]:
+        rows, separation[method], maps = score_method(run, family, method, x, labels, predicted, targets)
+        tables.append(rows)
+        examples[method] = maps[0, :8]
+    return FamilyScores(pd.concat(tables, ignore_index=True), separation, examples)
+
+
+def held_out_accuracy(run: RunFolder, family: Family, data) -> pd.DataFrame:
+    """Accuracy of each model of ``family`` on its held-out fold of D, against the true labels."""
+
+    def compute():
+        rows = []
+        for i, model in enumerate(family.models):
+            members = (family.data_folds == i).nonzero().flatten()
+            correct = predictions(model, data.x[members]).argmax(dim=1) == data.y[members]
+            rows.append({"model": family.name, "fold": i, "held_out_accuracy": correct.float().mean().item()})
+        return {"rows": rows}
+
+    return pd.DataFrame(run.cached_json(f"accuracy/{family.name}", compute)["rows"])
+
+
+def separation_table(scores: dict[str, FamilyScores]) -> pd.DataFrame:
+    """Size and mean of S= and S!= (finite distances) per family and method."""
+    rows = []
+    for family, scored in scores.items():
+        for method, (s_eq, s_neq) in scored.separation.items():
+            s_eq, s_neq = s_eq[torch.isfinite(s_eq)], s_neq[torch.isfinite(s_neq)]
+            rows.append({"model": family, "method": method, "n_s_eq": len(s_eq), "n_s_neq": len(s_neq),
+                         "mean_s_eq": s_eq.double().mean().item(), "mean_s_neq": s_neq.double().mean().item()})
+    return pd.DataFrame(rows)
+
+
+def sanity_table(summary: pd.DataFrame, base: str) -> pd.DataFrame:
+    """Mean score per metric, method, degradation and level, the clean ``base`` family counted as level 0 of each
+    degradation (the paper's Fig. 3/9)."""
+    clean = summary[summary["model"] == base]
+    parts = []
+    for degradation in ("noise", "shuffle"):
+        degraded = summary[summary["degradation"] == degradation]
+        if len(degraded):
+            parts += [clean.assign(degradation=degradation, level=0.0), degraded]
+    columns = ["metric", "method", "degradation", "level", "mean"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def sanity_figures(figures: Path, sanity: pd.DataFrame) -> dict[str, Path]:
+    """One figure per (metric, degradation): score against degradation level, one line per method."""
+    paths = {}
+    for (metric, degradation), part in sanity.groupby(["metric", "degradation"], sort=False):
+        curves = {method: (torch.tensor(rows["level"].to_numpy()), torch.tensor(rows["mean"].to_numpy())[None])
+                  for method, rows in part.sort_values("level").groupby("method", sort=False)}
+        what = "share of layers with weight noise" if degradation == "noise" else "share of shuffled labels"
+        paths[f"{metric} vs {what}"] = plot_curves(figures / f"sanity-{metric}-{degradation}.png", curves, what, metric)
+    return paths
+
+
+def explained_samples(data, config: dict) -> torch.Tensor:
+    """Indices of the explained images of D: stratified by (fold, class), so every fold and class is represented."""
+    folds = stratified_kfold(data.y, config["k"], config["seed"])  # the folds train_k_fold makes
+    size = min(config["n_samples"] or len(data), len(data))
+    return stratified_sample(folds * data.num_classes + data.y, size, seed=config["seed"])
+
+
+def sanity_findings(sanity: pd.DataFrame) -> list[str]:
+    """For each degradation and metric: how many methods score lower at the strongest level than when clean, and how
+    far the mean over methods moves."""
+    lines = []
+    methods = sanity[sanity["method"] != "random"]
+    for (degradation, metric), part in methods.groupby(["degradation", "metric"], sort=False):
+        means = part.pivot_table(index="method", columns="level", values="mean", dropna=False)
+        strongest_level = means.columns.max()
+        clean, strongest = means[means.columns.min()], means[strongest_level]
+        finite = clean.notna() & strongest.notna()
+        what = f"{metric} under {'weight noise' if degradation == 'noise' else 'label shuffling'} ({strongest_level:g})"
+        if not finite.any():
+            lines.append(f"{what}: undefined for every method (S= or S!= is empty, see the S=/S!= sizes).")
+            continue
+        dropped = int((strongest[finite] < clean[finite]).sum())
+        lines.append(f"{what}: lower than clean for {dropped} of {int(finite.sum())} methods; mean over methods "
+                     f"{clean[finite].mean():.3f} -> {strongest[finite].mean():.3f}.")
+    return lines
+
+
+def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame, base: str) -> list[str]:
+    """Plain sentences computed from the numbers."""
+    lines = []
+    for family, part in accuracy.groupby("model", sort=False):
+        values = part["held_out_accuracy"]
+        lines.append(f"{family}: held-out accuracy {values.mean():.3f} (folds {values.min():.3f}-{values.max():.3f}).")
+    means = summary[summary["model"] == base].pivot_table(index="method", columns="metric", values="mean")
+    methods = means.drop(index="random", errors="ignore")
+    for metric in ("mege", "reco", "mu_fidelity"):
+        column = methods[metric].dropna()
+        if len(column):
+            line = f"Highest {metric} on {base}: {column.idxmax()} ({column.max():.3f}); lowest: {column.idxmin()} " \
+                   f"({column.min():.3f})"
+            random = means.loc["random", metric] if "random" in means.index else np.nan
+            if np.isfinite(random):
+                line += f"; random {random:.3f}, beaten by {int((column > random).sum())} of {len(column)}"
+            lines.append(line + ".")
+    lines += sanity_findings(sanity)
+    if LIPSCHITZ_MODEL in set(summary["model"]) and base != LIPSCHITZ_MODEL:
+        pairs = summary[summary["model"].isin([base, LIPSCHITZ_MODEL]) & (summary["method"] != "random")]
+        table = pairs.pivot_table(index=["metric", "method"], columns="model", values="mean")
+        for metric in ("mege", "reco"):
+            higher = int((table.loc[metric, LIPSCHITZ_MODEL] > table.loc[metric, base]).sum())
+            lines.append(f"{LIPSCHITZ_MODEL} has a higher {metric} than {base} for {higher} of "
+                         f"{len(table.loc[metric])} methods.")
+    return lines
+
+
+def execute(run: RunFolder) -> Path:
+    config = run.config
+    if config["lipschitz"] and config["model"] == LIPSCHITZ_MODEL:
+        raise XaitrustError(f"lipschitz = true adds a {LIPSCHITZ_MODEL} family beside the model; set model to another "
+                            "architecture or lipschitz = false")
+    data = load_dataset(config["dataset"], config["data_root"] or None, "train", limit=config["train_size"] or None)
+    samples = explained_samples(data, config)
+    x, labels = data.x[samples], data.y[samples]
+    base_name, options = config["model"], config["model_options"]
+    base = train_family(run, base_name, base_name, options, data, samples)
+    families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"])]
+    for level in config["shuffle_levels"]:
+        shuffled = dataclasses.replace(data, y=shuffle_labels(data.y, level, config["seed"], data.num_classes))
+        families.append(train_family(run, f"{base_name}+shuffle-{level:g}", base_name, options, shuffled, samples,
+                                     "shuffle", level))
+    if config["lipschitz"]:
+        families.append(train_family(run, LIPSCHITZ_MODEL, LIPSCHITZ_MODEL, {}, data, samples))
+
+    scores = {family.name: score_family(run, family, x, labels) for family in families}
+    accuracy = pd.concat([held_out_accuracy(run, family, data) for family in families], ignore_index=True)
+    results = pd.concat([scored.rows for scored in scores.values()], ignore_index=True)
+    run.write_table("results", results)
+    summary = summarize(results, by=("metric", "method", "model", "degradation", "level"))
+    run.write_table("summary", summary)
+    separation = separation_table(scores)
+    run.write_table("separation", separation)
+    run.write_table("accuracy", accuracy)
+    sanity = sanity_table(summary, base.name)
+    run.write_table("sanity", sanity)
+    return write_run_report(run, summary, accuracy, separation, sanity, scores, x[:8], len(x))
+
+
+def write_run_report(run, summary, accuracy, separation, sanity, scores, images, n_images: int) -> Path:
+    """Figures and ``report.html``: the clean families' scores side by side, S=/S!= histograms, the sanity check."""
+    config, figures = run.config, run.path / "figures"
+    base = config["model"]
+    clean = summary[summary["degradation"] == "none"]
+    side_by_side = clean.pivot_table(index="method", columns=["metric", "model"], values="mean", sort=False)
+    distance = DISTANCES[config["distance"]].description
+    histograms = {
+        f"S= and S!= ({family}, {method})": plot_histograms(
+            figures / f"separation-{family}-{method}.png",
+            {"S= (both correct)": s_eq.numpy(), "S!= (one correct)": s_neq.numpy()}, distance,
+            f"{family}: {method}", bins=config["histogram_bins"])
+        for family in clean["model"].unique() for method, (s_eq, s_neq) in scores[family].separation.items()
+    }
+    scores_text = (
+        f"{config['k']}-fold cross-training on {config['train_size'] or 'all'} {config['dataset']} training images; "
+        f"{n_images} images explained ({config['target']} class, {config['output']}, maps reduced by "
+        f"{config['reduction']}), distance: {distance}. MeGe, ReCo, ReCo_AUC and muFidelity: higher is better. "
+        "muFidelity is the mean over the images, each scored on the model that did not train on it."
+    )
+    sanity_text = (
+        f"Weight noise N(0, {config['noise_std']}) on {config['noise_unit']} shares {config['noise_levels']}; labels "
+        f"shuffled for shares {config['shuffle_levels']}. Level 0 is the clean family."
+    )
+    separation_text = (
+        "S=: distances between two models' maps of an image both classify correctly; S!=: exactly one does. Well "
+        "separated histograms (S= to the left) mean consistent explanations (high ReCo)."
+    )
+    sections = [
+        Section("Scores of the clean families (paper Tables 1-3, 7)", [scores_text],
+                tables={"Mean per method": side_by_side, "Held-out accuracy per fold model": accuracy}),
+        Section("Sanity check: degraded models (paper Fig. 3/9, Fig. 4)", [sanity_text],
+                tables={"Score per level": sanity.pivot_table(index=["metric", "method"], values="mean",
+                                                              columns=["degradation", "level"], dropna=False)},
+                figures=sanity_figures(figures, sanity)),
+        Section("S= and S!= (paper Fig. 5/10)", [separation_text], tables={"Sizes and means": separation},
+                figures=histograms),
+        Section("Example maps", [], figures={
+            f"Maps of fold model 0 ({family})": plot_map_grid(figures / f"maps-{family}.png", images,
+                                                              scores[family].examples, title=family)
+            for family in clean["model"].unique()}),
+    ]
+    return write_report(run.path / "report.html", "MeGe and ReCo", findings(summary, accuracy, sanity, base), sections,
+                        tomli_w.dumps(config))
