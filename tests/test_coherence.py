@@ -6,8 +6,9 @@ import torch
 from skimage.filters import threshold_otsu
 
 from xaitrust.errors import XaitrustError
+from xaitrust.explainers.reduce import normalize_maps
 from xaitrust.metrics._validation import ConstantMapWarning
-from xaitrust.metrics.binarize import minmax_normalize, otsu_threshold
+from xaitrust.metrics.binarize import otsu_threshold
 from xaitrust.metrics.coherence import binary_total_variation, otsu_tv
 
 
@@ -16,7 +17,7 @@ def test_otsu_threshold_matches_scikit_image(dtype):
     generator = torch.Generator().manual_seed(0)
     maps = torch.rand(60, 14, 14, generator=generator, dtype=dtype) ** 3
     maps[:20] = (maps[:20] * 4).round()  # few grey levels: many ties
-    for batch in (maps, minmax_normalize(maps)):
+    for batch in (maps, normalize_maps(maps)):
         reference = [threshold_otsu(m) for m in batch.numpy()]
         np.testing.assert_array_equal(otsu_threshold(batch).numpy(), reference)
 

@@ -12,7 +12,13 @@
 from . import distances
 from .coherence import otsu_tv
 from .completeness import completeness_soundness
-from .consistency import cross_fold_distances, mege, reco, reco_auc, separation_histograms
+from .consistency import (
+    cross_fold_distances,
+    mege,
+    reco,
+    reco_auc,
+    separation_histograms,
+)
 from .faithfulness import better_than_random, deletion, insertion
 from .fidelity import area_between, mif_lif
 from .localization import gt_alignment, localization, pointing_game

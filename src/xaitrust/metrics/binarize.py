@@ -1,4 +1,4 @@
-"""Per-map min-max normalisation and Otsu binarisation, batched.
+"""Otsu binarisation of maps, batched.
 
 Otsu (1979) picks the threshold that maximises the between-class variance ``w1 w2 (m1 - m2)^2`` of a grey-level
 histogram. ``otsu_threshold`` reproduces ``skimage.filters.threshold_otsu(image, nbins=256)`` for every map of a
@@ -10,14 +10,6 @@ value as its threshold. Foreground is ``map > threshold``, as in scikit-image.
 from __future__ import annotations
 
 import torch
-
-
-def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
-    """Rescale each map ``(N, H, W)`` to [0, 1]: ``(m - min) / (max - min)``; a constant map becomes all zeros."""
-    flat = maps.reshape(len(maps), -1)
-    low = flat.amin(dim=1).reshape(-1, 1, 1)
-    span = (flat.amax(dim=1) - flat.amin(dim=1)).reshape(-1, 1, 1)
-    return (maps - low) / torch.where(span > 0, span, 1)
 
 
 def otsu_threshold(maps: torch.Tensor, nbins: int = 256) -> torch.Tensor:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from ..explainers.reduce import normalize_maps
 from ._validation import check_maps, warn_constant_maps
-from .binarize import minmax_normalize, otsu_masks
+from .binarize import otsu_masks
 
 
 def binary_total_variation(masks: torch.Tensor) -> torch.Tensor:
@@ -33,5 +34,5 @@ def otsu_tv(maps: torch.Tensor, nbins: int = 256) -> torch.Tensor:
     """
     maps = check_maps(maps)
     constant = warn_constant_maps(maps, "their Otsu-TV is NaN")
-    scores = binary_total_variation(otsu_masks(minmax_normalize(maps), nbins))
+    scores = binary_total_variation(otsu_masks(normalize_maps(maps), nbins))
     return scores.masked_fill(constant, torch.nan)

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import XaitrustError
+from ..explainers.reduce import normalize_maps
 from ._validation import check_maps
-from .binarize import minmax_normalize, otsu_masks
+from .binarize import otsu_masks
 from .correlation import average_ranks, standardize_rows
 from .ssim import ssim
 from .wasserstein import grid_wasserstein, mass_distribution
@@ -83,7 +84,7 @@ DISTANCES: dict[str, MapDistance] = {
         MapDistance("spearman", "1 - |Spearman rank correlation|", _spearman_features, _spearman_compare),
         MapDistance("wasserstein", "exact 1-Wasserstein over pixel positions (Manhattan)", mass_distribution, grid_wasserstein),
         MapDistance("dice", "1 - Dice coefficient of the Otsu foregrounds", otsu_masks, _dice_compare),
-        MapDistance("ssim", "1 - SSIM of min-max-normalised maps", minmax_normalize, _ssim_compare),
+        MapDistance("ssim", "1 - SSIM of min-max-normalised maps", normalize_maps, _ssim_compare),
         MapDistance("l1", "L1 norm of the difference", _flat, lambda a, b: (a - b).abs().sum(dim=1)),
         MapDistance("l2", "L2 norm of the difference", _flat, lambda a, b: (a - b).norm(dim=1)),
     )

@@ -20,11 +20,11 @@ from __future__ import annotations
 import torch
 
 from ..errors import XaitrustError
+from ..explainers.reduce import normalize_maps
 from ..outputs import check_output, check_target
 from ..perturb.engine import model_device
 from ._explain import explain_maps
 from ._validation import check_images, warn_constant_maps
-from .binarize import minmax_normalize
 from .distances import check_map_pair
 from .ssim import ssim
 
@@ -77,7 +77,7 @@ def local_lipschitz(
     flat = explanations.flatten(1)
     if normalize:
         warn_constant_maps(flat.unsqueeze(1), "their min-max normalisation is all zeros")
-        flat = minmax_normalize(flat.unsqueeze(1)).squeeze(1)
+        flat = normalize_maps(flat.unsqueeze(1)).squeeze(1)
     base, moved = flat[: len(x)], flat[len(x) :].reshape(len(x), n_neighbours, -1)
     change = (moved - base.unsqueeze(1)).norm(dim=2)
     step = (neighbours - x.unsqueeze(1)).flatten(2).norm(dim=2)
@@ -91,4 +91,4 @@ def map_ssim(maps_a: torch.Tensor, maps_b: torch.Tensor, *, win_size: int = 7) -
     """
     maps_a, maps_b = check_map_pair(maps_a, maps_b)
     warn_constant_maps(torch.cat([maps_a, maps_b]), "they are compared as all-zero maps")
-    return ssim(minmax_normalize(maps_a), minmax_normalize(maps_b), data_range=1.0, win_size=win_size)
+    return ssim(normalize_maps(maps_a), normalize_maps(maps_b), data_range=1.0, win_size=win_size)
