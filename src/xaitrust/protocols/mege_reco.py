@@ -39,7 +39,9 @@ Run folder: ``results.csv`` holds one row per observation with columns ``metric,
 degradation, level``: ``mu_fidelity`` has one row per explained image (``sample`` = its index among the
 ``n_samples``); ``mege``, ``reco`` and ``reco_auc`` are scores of a whole set and have one row with ``sample = -1``.
 They are NaN only when their set is empty (``separation.csv`` counts S= and S!=): MeGe needs S=, the ReCo scores
-both S= and S!=. ``model`` names the family: ``cnn``, ``cnn+noise-0.05``, ``cnn+shuffle-0.1``, ``lipschitz-cnn``.
+both S= and S!=; a ``mu_fidelity`` value is NaN for an image whose attribution sums or score drops do not vary over
+the subsets (e.g. an all-zero Grad-CAM map). ``model`` names the family: ``cnn``, ``cnn+noise-0.05``,
+``cnn+shuffle-0.1``, ``lipschitz-cnn``.
 
 Profiles: ``paper`` keeps the paper's parameters (ResNet-18 with 26 base filters and dropout 0.4 for Fashion-MNIST,
 appendix E; all 60,000 training images; 10,000 explained images, the paper's muFidelity sample; IG 60 points, SmoothGrad
@@ -47,7 +49,7 @@ appendix E; all 60,000 training images; 10,000 explained images, the paper's muF
 2-core CPU: it is meant for a machine with a GPU (the number of training epochs, 20, is not in the paper).
 ``quick`` uses the small ``cnn`` on 8,000 images for 2 epochs, 80 explained images, IG with 30 points, RISE with 500
 masks, muFidelity over 32 subsets and no 1-Lipschitz family (``lipschitz-cnn`` recomputes its layers' operator norms in
-every forward pass and explains about 40 times slower than ``cnn``). ``smoke`` is a one-minute check: k = 3, a tiny
+every forward pass and explains tens of times slower than ``cnn``). ``smoke`` is a one-minute check: k = 3, a tiny
 ``cnn``, 20 images, one degradation level each.
 """
 

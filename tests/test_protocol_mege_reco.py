@@ -1,0 +1,85 @@
+"""The mege-reco protocol end to end on the smoke profile: run folder contents, score ranges, report, resumption."""
+
+import time
+
+import pandas as pd
+import pytest
+import tomllib
+
+from xaitrust.errors import XaitrustError
+from xaitrust.protocols import run_protocol
+from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, one_torch_thread):
+    out = tmp_path_factory.mktemp("mege") / "run"
+    with one_torch_thread():
+        report = run_protocol("mege-reco", profile="smoke", out=out)
+    return out, report
+
+
+def test_smoke_run_writes_tidy_scores_and_report(smoke_run):
+    out, report = smoke_run
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["protocol"] == "mege-reco" and config["profile"] == "smoke"
+
+    results = pd.read_csv(out / "results.csv")
+    assert list(results.columns[:5]) == ["metric", "method", "model", "sample", "value"]
+    assert {"degradation", "level"} <= set(results.columns)
+    assert set(results["method"]) == set(MEGE_EXPLAINERS)
+    assert set(results["model"]) == {"cnn", "cnn+noise-0.3", "cnn+shuffle-0.3"}
+    # one mu_fidelity row per explained image, one row (sample -1) per set-level score
+    fidelity = results[results["metric"] == "mu_fidelity"]
+    assert len(fidelity) == config["n_samples"] * len(MEGE_EXPLAINERS) * 3
+    scores = results[results["metric"].isin(["mege", "reco", "reco_auc"])]
+    assert (scores["sample"] == -1).all()
+    assert len(scores) == 3 * len(MEGE_EXPLAINERS) * 3
+
+    # MeGe and ReCo lie in [0, 1]; NaN only where the set they need is empty (documented in the module)
+    separation = pd.read_csv(out / "separation.csv").set_index(["model", "method"])
+    for row in scores[scores["metric"].isin(["mege", "reco"])].itertuples():
+        sizes = separation.loc[(row.model, row.method)]
+        needed = sizes["n_s_eq"] if row.metric == "mege" else min(sizes["n_s_eq"], sizes["n_s_neq"])
+        if needed:
+            assert 0 <= row.value <= 1, row
+        else:
+            assert pd.isna(row.value), row
+    clean = scores[scores["model"] == "cnn"]
+    assert clean["value"].notna().all()  # the clean models get some images right and some wrong
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"metric", "method", "model", "mean", "n"} <= set(summary.columns)
+    page = report.read_text()
+    assert report == out / "report.html"
+    assert "What this shows" in page and "Highest mege on cnn" in page and "under label shuffling" in page
+    assert (out / "figures" / "separation-cnn-gradcam.png").is_file()
+    assert (out / "figures" / "sanity-mege-noise.png").is_file()
+
+
+def test_rerun_reuses_the_run_folder(smoke_run, one_torch_thread):
+    out, _ = smoke_run
+    models = sorted((out / "models").rglob("model.safetensors"))
+    assert len(models) == 2 * 3  # clean and label-shuffled families, k = 3
+    cached = sorted((out / "cache").rglob("*.safetensors"))
+    before = {path: path.stat().st_mtime_ns for path in models + cached}
+    start = time.perf_counter()
+    with one_torch_thread():
+        run_protocol("mege-reco", profile="smoke", out=out)
+    assert time.perf_counter() - start < 30
+    assert {path: path.stat().st_mtime_ns for path in models + cached} == before
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    config = tmp_path / "mege.toml"
+    config.write_text("n_sample = 5\n")
+    with pytest.raises(XaitrustError, match="n_sample"):
+        run_protocol("mege-reco", profile="smoke", config_file=config, out=tmp_path / "run")
+
+
+def test_profiles_keep_the_paper_parameters():
+    paper = SPEC.defaults["paper"]
+    assert paper["model"] == "resnet18" and paper["model_options"] == {"base_filters": 26, "dropout": 0.4}
+    assert paper["k"] == 5 and paper["explainers"] == MEGE_EXPLAINERS
+    assert paper["explainer_params"]["integrated-gradients"]["steps"] == 60
+    assert paper["noise_levels"] == paper["shuffle_levels"] == [0.05, 0.1, 0.3]
