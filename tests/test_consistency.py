@@ -158,3 +158,20 @@ def test_separation_histograms_are_densities_on_shared_edges():
     torch.testing.assert_close(histograms["edges"], torch.linspace(0, 1, 6, dtype=torch.float64))
     torch.testing.assert_close((histograms["s_eq"] * width).sum(), torch.tensor(1.0, dtype=torch.float64))
     assert histograms["s_eq"][0] == pytest.approx(3 / 4 / width) and histograms["s_neq"][4] == pytest.approx(1 / width)
+
+
+def test_balanced_accuracy_rates_are_insensitive_to_set_sizes_unlike_the_printed_ones():
+    # 90 S= and 10 S!= distances drawn from the same distribution, plus one S!= at the very top: no separation.
+    generator = torch.Generator().manual_seed(0)
+    s_eq = torch.rand(90, generator=generator)
+    s_neq = torch.cat([torch.rand(9, generator=generator), torch.tensor([2.0])])
+    as_written = reco(s_eq, s_neq)
+    balanced = reco(s_eq, s_neq, rates="balanced-accuracy")
+    assert as_written >= 90 / 99 - 1e-9  # threshold just below the top S!=: TPR = 90/99, TNR = 1
+    assert balanced < 0.5
+    # Perfect separation is 1 under both readings.
+    assert reco(torch.tensor([0.1, 0.2]), torch.tensor([0.5, 0.6]), rates="balanced-accuracy") == pytest.approx(1.0)
+    # Brute force of Youden's J over every threshold.
+    values = torch.cat([s_eq, s_neq])
+    brute = max(float((s_eq <= g).float().mean() + (s_neq > g).float().mean() - 1) for g in values)
+    assert balanced == pytest.approx(brute)

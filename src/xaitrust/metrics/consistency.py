@@ -153,12 +153,26 @@ def mege(s_eq: torch.Tensor) -> float:
     return float(1 / (1 + s_eq.mean()))
 
 
-def balanced_accuracy_curve(s_eq: torch.Tensor, s_neq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+RATES = ("as-written", "balanced-accuracy")
+
+
+def balanced_accuracy_curve(
+    s_eq: torch.Tensor, s_neq: torch.Tensor, rates: str = "as-written"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``TPR(gamma) + TNR(gamma) - 1`` at every element ``gamma`` of ``S = S= u S!=``, sorted by gamma.
+
+    ``rates="as-written"`` takes TPR and TNR exactly as section 3.5 prints them: ``TPR = |S= <= gamma| / |S <= gamma|``
+    and ``TNR = |S!= > gamma| / |S > gamma|`` (shares of each side of the threshold; TNR is 0 above the largest
+    distance, where the paper leaves 0/0 undefined). Those are precisions rather than rates, so with unbalanced sets
+    (many more S= than S!=) the maximum approaches ``|S=| / |S|`` whenever the largest distance is in S!=, even for
+    random maps. ``rates="balanced-accuracy"`` takes the usual rates the paper names: ``TPR = |S= <= gamma| / |S=|``
+    and ``TNR = |S!= > gamma| / |S!=|`` (Youden's J, insensitive to the sets' sizes).
 
     Returns ``(thresholds, values)``, both ``(|S|,)``; tied thresholds share the value of the whole tie. Raises on
     empty sets (``reco`` and ``reco_auc`` turn that into NaN).
     """
+    if rates not in RATES:
+        raise XaitrustError(f"rates must be one of {', '.join(RATES)}; got {rates!r}")
     s_eq, s_neq = _finite_pair(s_eq, s_neq)
     if len(s_eq) == 0 or len(s_neq) == 0:
         raise XaitrustError(f"S= and S!= must both be non-empty; got {len(s_eq)} and {len(s_neq)} distances")
@@ -172,25 +186,29 @@ def balanced_accuracy_curve(s_eq: torch.Tensor, s_neq: torch.Tensor) -> tuple[to
     eq_below = is_eq.cumsum(dim=0)[last_of_tie]
     above = len(values) - below
     neq_above = len(s_neq) - (below - eq_below)
+    if rates == "balanced-accuracy":
+        return thresholds, eq_below / len(s_eq) + neq_above / len(s_neq) - 1
     tpr = eq_below / below
     tnr = torch.where(above > 0, neq_above / above.clamp(min=1), 0.0)
     return thresholds, tpr + tnr - 1
 
 
-def reco(s_eq: torch.Tensor, s_neq: torch.Tensor) -> float:
-    """ReCo ``= max_{gamma in S} TPR(gamma) + TNR(gamma) - 1`` (eq. 6); NaN with a warning when a set is empty."""
+def reco(s_eq: torch.Tensor, s_neq: torch.Tensor, rates: str = "as-written") -> float:
+    """ReCo ``= max_{gamma in S} TPR(gamma) + TNR(gamma) - 1`` (eq. 6, ``rates`` as in ``balanced_accuracy_curve``);
+    NaN with a warning when a set is empty."""
     s_eq, s_neq = _finite_pair(s_eq, s_neq)
     if len(s_eq) == 0 or len(s_neq) == 0:
         return _undefined("S= or S!= is empty: ReCo needs distances of both kinds and is NaN")
-    return float(balanced_accuracy_curve(s_eq, s_neq)[1].max())
+    return float(balanced_accuracy_curve(s_eq, s_neq, rates)[1].max())
 
 
-def reco_auc(s_eq: torch.Tensor, s_neq: torch.Tensor) -> float:
-    """ReCo_AUC ``= mean over gamma in S of TPR(gamma) + TNR(gamma) - 1`` (appendix D); NaN when a set is empty."""
+def reco_auc(s_eq: torch.Tensor, s_neq: torch.Tensor, rates: str = "as-written") -> float:
+    """ReCo_AUC ``= mean over gamma in S of TPR(gamma) + TNR(gamma) - 1`` (appendix D, ``rates`` as in
+    ``balanced_accuracy_curve``); NaN when a set is empty."""
     s_eq, s_neq = _finite_pair(s_eq, s_neq)
     if len(s_eq) == 0 or len(s_neq) == 0:
         return _undefined("S= or S!= is empty: ReCo_AUC needs distances of both kinds and is NaN")
-    return float(balanced_accuracy_curve(s_eq, s_neq)[1].mean())
+    return float(balanced_accuracy_curve(s_eq, s_neq, rates)[1].mean())
 
 
 def separation_histograms(s_eq: torch.Tensor, s_neq: torch.Tensor, bins: int = 50) -> dict[str, torch.Tensor]:

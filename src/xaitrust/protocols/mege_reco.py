@@ -37,7 +37,9 @@ Choices where the paper is silent or ambiguous (each one a config key):
 
 Run folder: ``results.csv`` holds one row per observation with columns ``metric, method, model, sample, value,
 degradation, level``: ``mu_fidelity`` has one row per explained image (``sample`` = its index among the
-``n_samples``); ``mege``, ``reco`` and ``reco_auc`` are scores of a whole set and have one row with ``sample = -1``.
+``n_samples``); ``mege``, ``reco``, ``reco_auc`` and ``reco_balanced`` are scores of a whole set and have one row
+with ``sample = -1``. ``reco`` takes eq. 6 as printed; ``reco_balanced`` takes TPR and TNR as true rates (Youden's J,
+see ``xaitrust.metrics.consistency.balanced_accuracy_curve``), which the size imbalance of S= and S!= cannot inflate.
 They are NaN only when their set is empty (``separation.csv`` counts S= and S!=): MeGe needs S=, the ReCo scores
 both S= and S!=; a ``mu_fidelity`` value is NaN for an image whose attribution sums or score drops do not vary over
 the subsets (e.g. an all-zero Grad-CAM map). ``model`` names the family: ``cnn``, ``cnn+noise-0.05``,
@@ -241,7 +243,8 @@ def score_method(run: RunFolder, family: Family, method: str, x, labels, predict
         "mu_fidelity": held_out_fidelity(family, x, attributions, targets, config)})["mu_fidelity"]
     labels_of = {"method": method, "model": family.name, "degradation": family.degradation, "level": family.level}
     scores = {"mege": mege(sets["s_eq"]), "reco": reco(sets["s_eq"], sets["s_neq"]),
-              "reco_auc": reco_auc(sets["s_eq"], sets["s_neq"])}
+              "reco_auc": reco_auc(sets["s_eq"], sets["s_neq"]),
+              "reco_balanced": reco(sets["s_eq"], sets["s_neq"], rates="balanced-accuracy")}
     rows = [tidy_rows(torch.tensor([value]), metric=metric, **labels_of).assign(sample=-1)
             for metric, value in scores.items()]
     rows.append(tidy_rows(fidelity, metric="mu_fidelity", **labels_of))
@@ -345,7 +348,7 @@ def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame
         lines.append(f"{family}: held-out accuracy {values.mean():.3f} (folds {values.min():.3f}-{values.max():.3f}).")
     means = summary[summary["model"] == base].pivot_table(index="method", columns="metric", values="mean")
     methods = means.drop(index="random", errors="ignore")
-    for metric in ("mege", "reco", "mu_fidelity"):
+    for metric in ("mege", "reco", "reco_balanced", "mu_fidelity"):
         column = methods[metric].dropna()
         if len(column):
             line = f"Highest {metric} on {base}: {column.idxmax()} ({column.max():.3f}); lowest: {column.idxmin()} " \
