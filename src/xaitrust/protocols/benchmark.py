@@ -122,8 +122,14 @@ def findings(summary: pd.DataFrame, calibration: pd.DataFrame) -> list[str]:
                          f"{'higher' if higher else 'lower'} is better).")
     deletion = summary[summary["metric"] == "deletion_area"].pivot_table(index="method", columns="model", values="mean")
     if {"uncalibrated", "calibrated"} <= set(deletion.columns):
-        lowered = (deletion["calibrated"] < deletion["uncalibrated"]).sum()
-        lines.append(f"Calibration lowered the mean deletion area (more faithful) for {lowered} of {len(deletion)} methods.")
+        change = deletion["calibrated"] - deletion["uncalibrated"]
+        line = f"Calibration lowered the mean deletion area (more faithful) for {(change < 0).sum()} of {len(change)} methods"
+        if "random" in change.index:
+            beyond = (change.drop(index="random") < change["random"]).sum()
+            line += (f"; it also moved the random maps' area by {change['random']:+.4f}, so only {beyond} of "
+                     f"{len(change) - 1} methods improved by more than random maps did (the rest is the score's "
+                     "change of scale, not better maps)")
+        lines.append(line + ".")
     return lines
 
 
