@@ -16,7 +16,7 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+th { background: #f2f2f2; } .table { overflow-x: auto; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
 .findings li { margin: 0.4em 0; } pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
@@ -42,8 +42,9 @@ def _figure_html(caption: str, path: Path) -> str:
 
 
 def _table_html(title: str, table: pd.DataFrame) -> str:
-    body = table.to_html(float_format=lambda v: f"{v:.4g}", border=0, na_rep="–")
-    return f"<h3>{html.escape(title)}</h3>{body}"
+    plain_index = isinstance(table.index, pd.RangeIndex)  # row numbers carry nothing: leave them out
+    body = table.to_html(float_format=lambda v: f"{v:.4g}", border=0, na_rep="–", index=not plain_index)
+    return f"<h3>{html.escape(title)}</h3><div class='table'>{body}</div>"
 
 
 def write_report(path: str | Path, title: str, findings: list[str], sections: list[Section], config_text: str) -> Path:
