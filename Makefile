@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test bench data clean
+.PHONY: setup demo test bench data browser clean
 
 setup: $(VENV)/.installed data
 
@@ -23,10 +23,16 @@ data:
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || echo "could not install dataset-fashion-mnist; see README"; \
 	fi
 
+# The report test renders report.html in Debian's headless Chromium; installed when missing and apt is usable.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq chromium) || echo "could not install chromium; the report test is skipped"; \
+	fi
+
 demo: setup
 	$(BIN)/xaitrust run benchmark --profile quick --out runs/benchmark-quick
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup
