@@ -138,10 +138,11 @@ def test_output_kinds_give_the_softmax_gradients(linear, x):
 
 
 def noisy_copies(x, samples, sigma, seed):
-    """The noisy inputs SmoothGrad draws in one chunk: image-major, sd = sigma * (max - min) per image."""
-    noise = torch.randn((len(x) * samples, *x.shape[1:]), generator=torch.Generator().manual_seed(seed))
+    """The noisy inputs SmoothGrad uses, image-major: one set of ``samples`` noise images shared by every image,
+    scaled by sd = sigma * (max - min) of each image."""
+    noise = torch.randn((samples, *x.shape[1:]), generator=torch.Generator().manual_seed(seed))
     spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).reshape(-1, 1, 1, 1)
-    return x.repeat_interleave(samples, 0) + sigma * spread.repeat_interleave(samples, 0) * noise
+    return x.repeat_interleave(samples, 0) + sigma * spread.repeat_interleave(samples, 0) * noise.repeat(len(x), 1, 1, 1)
 
 
 def test_noise_methods_equal_captum_gradients_at_the_same_noisy_inputs(net, images):
@@ -220,13 +221,18 @@ def test_lrp_rejects_layers_without_a_rule(images):
         get_explainer("lrp")(model, images, 0)
 
 
-DETERMINISTIC = ["saliency", "sensitivity", "gradient-input", "integrated-gradients", "guided-backprop", "deeplift", "lrp"]
+BATCH_INVARIANT = [
+    "saliency", "sensitivity", "gradient-input", "integrated-gradients", "guided-backprop", "deeplift", "lrp",
+    "smoothgrad", "smoothgrad-squared", "vargrad",
+]
+PARAMS = {"integrated-gradients": {"steps": 8}, "smoothgrad": {"samples": 5}, "smoothgrad-squared": {"samples": 5},
+          "vargrad": {"samples": 5}}
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC)
+@pytest.mark.parametrize("name", BATCH_INVARIANT)
 def test_batch_equals_items_one_by_one(net, images, name):
     target = torch.tensor([0, 1, 2, 1])
-    explainer = get_explainer(name, steps=8) if name == "integrated-gradients" else get_explainer(name)
+    explainer = get_explainer(name, **PARAMS.get(name, {}))
     together = explainer(net, images, target)
     alone = torch.cat([explainer(net, images[i : i + 1], target[i : i + 1]) for i in range(len(images))])
     torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-5)

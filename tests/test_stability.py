@@ -83,3 +83,15 @@ def test_map_ssim_matches_scikit_image_on_normalised_maps():
     np.testing.assert_allclose(map_ssim(a, b).numpy(), reference, atol=1e-10)
     with pytest.raises(XaitrustError, match="same shape"):
         map_ssim(a, b[:2])
+
+
+def test_local_lipschitz_of_a_batch_equals_its_images_one_by_one():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    model.num_classes = 3
+    x, target = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    explainer = get_explainer("saliency")
+    batch = local_lipschitz(explainer, model, x, target, n_neighbours=6, seed=3)
+    single = torch.cat([local_lipschitz(explainer, model, x[i : i + 1], target[i : i + 1], n_neighbours=6, seed=3)
+                        for i in range(4)])
+    torch.testing.assert_close(batch, single)

@@ -8,9 +8,10 @@ With ``g_i = ds(x + e_i)/dx`` at ``n = samples`` noisy copies, ``e_i ~ N(0, sd^2
 
 ``sigma`` is relative to each image's value range, as in Smilkov et al. (noise level ``sigma / (x_max - x_min)``):
 ``sd = sigma * (max(x) - min(x))`` per image (an image with a single value gets no noise). Defaults follow MeGe/ReCo
-(60 samples, sigma 0.2); FPA uses 15 samples. Noise comes from ``seed``: the same seed, inputs and batch give the same
-map; the noise of one image depends on its position in the batch. Noise is drawn in float32 whatever the input's
-dtype, so float32 and float64 runs see the same noise.
+(60 samples, sigma 0.2); FPA uses 15 samples. Noise comes from ``seed``: one set of ``samples`` standard-normal
+noise images is drawn per call and scaled by each image's ``sd``, so an image gets the same noise whatever batch it is
+explained in (explaining a batch equals explaining its images one by one). Noise is drawn in float32 whatever the
+input's dtype, so float32 and float64 runs see the same noise.
 
 The ``B * samples`` noisy copies go through the model in large chunks (``_autograd.sampled_gradients``), plain
 autograd; these equal Captum's ``NoiseTunnel`` ("smoothgrad", "smoothgrad_sq", "vargrad") fed the same noise.
@@ -41,11 +42,11 @@ class _NoisyGradients(Explainer):
 
     def attribute(self, model, x, target, output):
         scale = self.noise_scale(x)
-        generator = self.generator(x.device)
+        noise = torch.randn((self.samples, *x.shape[1:]), generator=self.generator(x.device), device=x.device)
+        noise = noise.to(x.dtype)
 
         def noisy_inputs(image, point):
-            noise = torch.randn((len(image), *x.shape[1:]), generator=generator, device=x.device)
-            return torch.addcmul(x[image], scale[image], noise.to(x.dtype))
+            return torch.addcmul(x[image], scale[image], noise[point])
 
         total, total_squares = torch.zeros_like(x), torch.zeros_like(x)
         for image, _, gradients in sampled_gradients(model, x, target, output, self.samples, noisy_inputs, self.batch_size):

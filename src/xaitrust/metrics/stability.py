@@ -30,13 +30,16 @@ from .ssim import ssim
 
 
 def sample_in_ball(x: torch.Tensor, n: int, radius: float, generator: torch.Generator) -> torch.Tensor:
-    """``n`` points drawn uniformly in the L2 ball of ``radius`` around each image: ``(B, n, C, H, W)``."""
-    shape = (len(x), n, *x.shape[1:])
-    direction = torch.randn(shape, generator=generator, dtype=x.dtype)
-    direction /= direction.flatten(2).norm(dim=2).reshape(len(x), n, *[1] * (x.ndim - 1))
-    scale = radius * torch.rand(len(x), n, generator=generator, dtype=x.dtype) ** (1 / x[0].numel())
-    offsets = direction * scale.reshape(len(x), n, *[1] * (x.ndim - 1))
-    return x.unsqueeze(1) + offsets.to(x.device)
+    """``n`` points drawn uniformly in the L2 ball of ``radius`` around each image: ``(B, n, C, H, W)``.
+
+    Direction uniform on the sphere (a normalised Gaussian), distance ``radius * U^(1/d)``. The ``n`` offsets are drawn
+    once and shared by every image, so an image's neighbours do not depend on the batch it is in.
+    """
+    direction = torch.randn((n, *x.shape[1:]), generator=generator, dtype=x.dtype)
+    direction /= direction.flatten(1).norm(dim=1).reshape(n, *[1] * (x.ndim - 1))
+    scale = radius * torch.rand(n, generator=generator, dtype=x.dtype) ** (1 / x[0].numel())
+    offsets = direction * scale.reshape(n, *[1] * (x.ndim - 1))
+    return x.unsqueeze(1) + offsets.to(x.device).unsqueeze(0)
 
 
 def local_lipschitz(
