@@ -16,11 +16,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("benchmark") / "run"
-    began = time.perf_counter()
-    report = run_protocol("benchmark", profile="smoke", out=out)
-    return out, report, time.perf_counter() - began
+def smoke_run(run_smoke):
+    return run_smoke("benchmark")
 
 
 def test_run_folder_holds_config_results_and_report(smoke_run):

@@ -4,15 +4,14 @@ import pandas as pd
 import pytest
 
 from xaitrust.errors import XaitrustError
-from xaitrust.protocols import run_protocol
 from xaitrust.protocols.calibrate_to_interpret import SPEC, sweep_correlations
 from xaitrust.protocols.config import resolve_config
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("c2i") / "run"
-    return out, run_protocol("calibrate-to-interpret", profile="smoke", out=out)
+def smoke_run(run_smoke):
+    out, report, _ = run_smoke("calibrate-to-interpret")
+    return out, report
 
 
 def test_every_method_is_scored_on_every_model(smoke_run):

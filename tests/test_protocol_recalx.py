@@ -11,9 +11,9 @@ from xaitrust.protocols.recalx import SPEC
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("recalx") / "run"
-    return out, run_protocol("recalx", profile="smoke", out=out)
+def smoke_run(run_smoke):
+    out, report, _ = run_smoke("recalx")
+    return out, report
 
 
 def test_calibration_is_measured_at_every_level_for_both_models(smoke_run):

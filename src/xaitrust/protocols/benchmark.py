@@ -17,7 +17,7 @@ import tomli_w
 from ..explainers import available_explainers
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
-from .common import calibration_table, fit_calibrator, images_to_explain, train_and_split, write_results
+from .common import RECIPE_DEFAULTS, calibrated_models, images_to_explain, train_and_split, write_results
 from .config import ProtocolSpec
 from .results import pivot_summary
 from .run_folder import RunFolder
@@ -26,16 +26,7 @@ from .scoring import HIGHER_IS_BETTER, score_methods
 ALL_EXPLAINERS = [info.name for info in available_explainers()]
 
 _COMMON = {
-    "dataset": "fashion-mnist",
-    "data_root": "",
-    "train_size": 0,
-    "test_size": 0,
-    "model": "cnn",
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "batch_size": 128,
-    "epochs": 5,
-    "seed": 0,
+    **RECIPE_DEFAULTS,
     "calibrator": "temperature",
     "calibration_size": 2000,
     "explainers": ALL_EXPLAINERS,
@@ -137,10 +128,7 @@ def execute(run: RunFolder) -> Path:
     config = run.config
     prepared = train_and_split(run, config)
     trained, model, calibration, held_out = prepared.trained, prepared.model, prepared.calibration, prepared.held_out
-    calibrator = fit_calibrator(run, model, calibration, config["calibrator"])
-    models = {"uncalibrated": model, "calibrated": calibrator.wrap(model)}
-    calibration_results = calibration_table(models, held_out)
-    run.write_table("calibration", calibration_results)
+    _, models, calibration_results = calibrated_models(run, prepared, {"calibrated": config["calibrator"]})
 
     chosen, x, target = images_to_explain(model, held_out, config)
     scored = score_methods(run, models, x, target, config)

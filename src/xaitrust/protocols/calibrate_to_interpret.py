@@ -26,7 +26,14 @@ from ..metrics import deletion
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
 from .benchmark import SPEC as BENCHMARK_SPEC
-from .common import calibration_table, explain_cached, fit_calibrator, images_to_explain, predictions, train_and_split, write_results
+from .common import (
+    calibrated_models,
+    explain_cached,
+    images_to_explain,
+    predictions,
+    train_and_split,
+    write_results,
+)
 from .config import ProtocolSpec
 from .results import pivot_summary
 from .run_folder import RunFolder
@@ -129,10 +136,9 @@ def execute(run: RunFolder) -> Path:
     config = run.config
     prepared = train_and_split(run, config)
     model, calibration, held_out = prepared.model, prepared.calibration, prepared.held_out
-    calibrators = {name: fit_calibrator(run, model, calibration, name) for name in config["calibrators"]}
-    models = {"uncalibrated": model, **{name: calibrator.wrap(model) for name, calibrator in calibrators.items()}}
-    calibration_results = calibration_table(models, held_out)
-    run.write_table("calibration", calibration_results)
+    calibrators, models, calibration_results = calibrated_models(
+        run, prepared, {name: name for name in config["calibrators"]}
+    )
 
     chosen, x, target = images_to_explain(model, held_out, config)
     scored = score_methods(run, models, x, target, config)

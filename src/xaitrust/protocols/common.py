@@ -148,3 +148,16 @@ def write_results(run: RunFolder, results: pd.DataFrame) -> pd.DataFrame:
     summary = summarize(results)
     run.write_table("summary", summary)
     return summary
+
+
+def calibrated_models(run: RunFolder, prepared: TrainedWithSplits, calibrators: dict[str, str]):
+    """Fit (or load) calibrator ``name`` for each ``label: name`` of ``calibrators`` on the calibration split.
+
+    Returns the fitted calibrators by label, the models to compare (``"uncalibrated"`` first, then each label's
+    wrapped model) and their held-out calibration table, which is also written as ``calibration.csv``.
+    """
+    fitted = {label: fit_calibrator(run, prepared.model, prepared.calibration, name) for label, name in calibrators.items()}
+    models = {"uncalibrated": prepared.model, **{label: c.wrap(prepared.model) for label, c in fitted.items()}}
+    table = calibration_table(models, prepared.held_out)
+    run.write_table("calibration", table)
+    return fitted, models, table

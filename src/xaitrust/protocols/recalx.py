@@ -26,22 +26,16 @@ from ..explainers.reduce import reduce_attributions
 from ..metrics import deletion, gt_alignment, localization, pointing_game
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
-from .common import explain_cached, images_to_explain, train_and_split, write_results
+from .common import RECIPE_DEFAULTS, explain_cached, images_to_explain, train_and_split, write_results
 from .config import ProtocolSpec
 from .results import pivot_summary, tidy_rows
 from .run_folder import RunFolder
 
 _COMMON = {
+    **RECIPE_DEFAULTS,
     "dataset": "shapes",
-    "data_root": "",
-    "train_size": 0,
-    "test_size": 0,
-    "model": "cnn",
-    "optimizer": "adam",
-    "lr": 1e-3,
     "batch_size": 64,
     "epochs": 20,
-    "seed": 0,
     "calibration_size": 200,
     "n_bins": 10,
     "samples_per_bin": 10,
