@@ -127,3 +127,18 @@ def test_non_positive_clean_logit_warns_about_normalisation():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         deletion(LinearModel(torch.ones(1, 4, 4)), x, x[:, 0], 0, steps=4, output="logit", replacement="zero")
+
+
+def test_uniform_noise_replacement_is_fixed_by_the_seed():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    model.num_classes = 3
+    x, maps = torch.rand(3, 1, 4, 4), torch.rand(3, 4, 4)
+    area = lambda seed: deletion(model, x, maps, 0, steps=4, replacement="uniform", seed=seed).area  # noqa: E731
+    torch.manual_seed(1)
+    first = area(0)
+    torch.manual_seed(2)  # the global random state must not matter
+    torch.testing.assert_close(area(0), first, rtol=0, atol=0)
+    assert not torch.equal(area(1), first)
+    btr = better_than_random(model, x, maps, 0, n_superpixels=4, n_orders=2, steps=4, replacement="uniform", seed=0)
+    torch.testing.assert_close(btr.deletion.area, first, rtol=0, atol=0)

@@ -23,6 +23,7 @@ import torch
 from ..errors import XaitrustError
 from ..outputs import check_target
 from ..perturb.orders import random_segment_ranks, ranks_from_maps, uniform_fractions
+from ..perturb.replacement import seeded_replacement
 from ..perturb.segments import check_segments, superpixels
 from ._validation import check_images, check_maps, warn_constant_maps
 from .curves import PerturbationCurves, curve_area, ranked_curves
@@ -53,7 +54,8 @@ def _ranked_game(mode: str, name: str, doc: str):
         ranks = ranks_from_maps(maps.to(x.device), "most-important-first", seed=seed, ties=ties)
         return ranked_curves(
             model, x, ranks, maps[0].numel(), uniform_fractions(steps), target,
-            mode=mode, replacement=replacement, output=output, normalize=normalize, batch_size=batch_size,
+            mode=mode, replacement=seeded_replacement(x, replacement, seed), output=output, normalize=normalize,
+            batch_size=batch_size,
         )
 
     game.__name__ = game.__qualname__ = name
@@ -127,6 +129,9 @@ def random_superpixel_deletion(
     segments = superpixels(x, n_superpixels) if segments is None else check_segments(segments, x)
     ranks, n_segments = random_segment_ranks(segments.to(x.device), n_orders, seed)
     target = check_target(target, len(x), getattr(model, "num_classes", None), device=x.device)
+    replacement = seeded_replacement(x, replacement, seed)
+    if isinstance(replacement, torch.Tensor) and replacement.ndim == 4 and len(replacement) == len(x) > 1:
+        replacement = replacement.repeat_interleave(n_orders, dim=0)  # one row per (image, order), like x below
     rows = ranked_curves(
         model, x.repeat_interleave(n_orders, dim=0), ranks, n_segments, uniform_fractions(steps),
         target.repeat_interleave(n_orders),

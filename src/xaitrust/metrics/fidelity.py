@@ -21,6 +21,7 @@ from scipy import stats
 
 from ..errors import XaitrustError
 from ..perturb.orders import check_fractions, ranks_from_maps
+from ..perturb.replacement import seeded_replacement
 from ._validation import check_images, check_maps, warn_constant_maps
 from .curves import PerturbationCurves, curve_area, ranked_curves
 
@@ -54,6 +55,7 @@ def mif_lif(
     check_images(x)
     maps = check_maps(maps, x).to(x.device)
     warn_constant_maps(maps, "their pixels are removed in a random order (seeded) in both MIF and LIF")
+    replacement = seeded_replacement(x, replacement, seed)
     curves = {
         order: ranked_curves(
             model, x, ranks_from_maps(maps, order, seed=seed, ties=ties), maps[0].numel(), fractions, target,

@@ -77,3 +77,12 @@ def make_replacement(
         noise = torch.rand(x.shape, generator=generator, device="cpu" if generator is None else generator.device)
         return noise.to(device=x.device, dtype=x.dtype)
     raise XaitrustError(f"replacement must be one of {', '.join(REPLACEMENTS)}, a number or a tensor; got {replacement!r}")
+
+
+def seeded_replacement(x: torch.Tensor, replacement, seed: int):
+    """``replacement`` with its randomness fixed by ``seed``: ``"uniform"`` becomes the noise image ``(B, C, H, W)``
+    drawn from a generator seeded with ``seed``; any other replacement is returned unchanged. Metrics call this once
+    so that every curve of one call (and a map's curve and its random baseline) sees the same noise."""
+    if isinstance(replacement, str) and replacement == "uniform":
+        return make_replacement(x, "uniform", generator=torch.Generator().manual_seed(int(seed)))
+    return replacement
