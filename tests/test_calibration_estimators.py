@@ -106,7 +106,8 @@ def test_density_ece_agrees_with_loop_reference_and_uses_silverman():
     h = silverman_bandwidth(confidence)
     q75, q25 = np.percentile(confidence.numpy(), [75, 25])
     assert h == pytest.approx(0.9 * min(confidence.std().item(), (q75 - q25) / 1.349) * 50 ** -0.2)
-    reference = loop_density_ece(confidence.tolist(), hits.tolist(), h, 201)
+    size = max(201, math.ceil(8 / h) + 1)  # the grid is refined to at least 8 points per bandwidth
+    reference = loop_density_ece(confidence.tolist(), hits.tolist(), h, size)
     assert density_ece(p, labels, grid_size=201) == pytest.approx(reference, rel=1e-9)
 
 
@@ -186,3 +187,23 @@ def test_too_few_samples_for_a_bandwidth():
         density_ece(p, labels)
     with pytest.raises(XaitrustError, match="Silverman"):
         density_ece(torch.tensor([[0.9, 0.1]] * 12), torch.zeros(12, dtype=torch.long))
+
+
+def test_equal_mass_bins_keep_ties_together_whatever_the_row_order():
+    probs = torch.full((1000, 2), 0.5, dtype=torch.float64)
+    labels = torch.cat([torch.zeros(500), torch.ones(500)]).long()
+    shuffled = labels[torch.randperm(1000, generator=torch.Generator().manual_seed(0))]
+    # Every confidence is 0.5 and half the predictions are right: perfectly calibrated in any binning.
+    assert ece(probs, labels, binning="mass") == pytest.approx(0.0, abs=1e-12)
+    assert ece(probs, shuffled, binning="mass") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_density_ece_integrates_accurately_when_the_bandwidth_is_tiny():
+    generator = torch.Generator().manual_seed(0)
+    n = 3000
+    confidence = 1 - torch.empty(n, dtype=torch.float64).exponential_(1000.0, generator=generator).clamp(max=0.5)
+    correct = torch.rand(n, generator=generator, dtype=torch.float64) < confidence - 0.05  # 0.05 over-confident
+    probs = torch.stack([confidence, 1 - confidence], dim=1)
+    labels = torch.where(correct, 0, 1)
+    assert silverman_bandwidth(confidence) < 1e-3  # smaller than the default grid's step
+    assert density_ece(probs, labels) == pytest.approx(ece(probs, labels), rel=0.05)

@@ -51,8 +51,11 @@ def reliability_bins(probs, labels, n_bins: int = 15, binning: str = "width", mo
     if binning == "width":
         index = (scores * n_bins).long().clamp(0, n_bins - 1)
     else:
-        ranks = scores.argsort(dim=0).argsort(dim=0)
-        index = ranks * n_bins // len(scores)
+        # Edges at the score quantiles; equal scores always share a bin (ties make bins unequal rather than split
+        # a tie by row order, which would make the ECE depend on the order of the samples).
+        levels = torch.linspace(0, 1, n_bins + 1, dtype=scores.dtype)[1:-1]
+        inner_edges = torch.quantile(scores, levels, dim=0)  # (n_bins - 1, columns)
+        index = torch.searchsorted(inner_edges.T.contiguous(), scores.T.contiguous(), right=True).T
     count = torch.zeros(n_bins, scores.shape[1], dtype=torch.float64).scatter_add_(0, index, torch.ones_like(scores))
     score_sum = torch.zeros_like(count).scatter_add_(0, index, scores)
     hit_sum = torch.zeros_like(count).scatter_add_(0, index, hits)

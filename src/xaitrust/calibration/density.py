@@ -8,7 +8,8 @@ at both ends of the support [0, 1] (so no mass leaks out of it):
     f(s) = 1/N sum_i K_h(s, s_i)          g(s) = 1/N sum_i c_i K_h(s, s_i) = P(correct | s) f(s)
 
 and ECE = integral over [0, 1] of |P(correct | s) - s| f(s) ds = integral of |g(s) - s f(s)| ds, computed by the
-trapezoid rule on a regular grid. The bandwidth ``h`` follows Silverman's rule on the confidences by default:
+trapezoid rule on a regular grid with at least 8 points per bandwidth (``grid_size`` is raised when needed: a
+confident model's small bandwidth would otherwise be sampled at one grid point and the integral be off). The bandwidth ``h`` follows Silverman's rule on the confidences by default:
 ``h = 0.9 min(std, IQR / 1.349) N^(-1/5)`` (IQR replaced by the std when it is 0).
 """
 
@@ -47,6 +48,7 @@ def density_ece(probs, labels, bandwidth: float | str = "silverman", grid_size: 
         bandwidth = silverman_bandwidth(confidence)
     elif isinstance(bandwidth, str) or not bandwidth > 0:
         raise XaitrustError(f"bandwidth must be 'silverman' or a positive number; got {bandwidth!r}")
+    grid_size = max(grid_size, math.ceil(8 / float(bandwidth)) + 1)
     grid = torch.linspace(0.0, 1.0, grid_size, dtype=torch.float64)
     density = torch.zeros_like(grid)
     correct_density = torch.zeros_like(grid)

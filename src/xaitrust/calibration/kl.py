@@ -13,8 +13,8 @@ h = 1 and gives -0.25. Two estimates of ``CE_KL`` follow from ``r_hat``:
 
 - ``estimator="risk"`` (default; the consistent, asymptotically unbiased estimator of Popordanoska et al., 2024):
   ``CE_KL = 1/N sum_i sum_k r_hat_ik log r_hat_ik - 1/N sum_i log p_{i, y_i}``: the cross term ``E[sum_k r_k log p_k]``
-  is replaced by its unbiased sample estimate ``E[log p_Y]``. It fluctuates around 0 (it may be slightly negative)
-  for a calibrated model.
+  is replaced by its unbiased sample estimate ``E[log p_Y]``. It fluctuates around 0 for a calibrated model and can
+  be clearly negative where ``r_hat`` is poorly estimated (see ``"canonical"`` below).
 - ``estimator="plugin"``: ``CE_KL = 1/N sum_i KL(r_hat_i || p_i)``, always >= 0.
 
 What is calibrated (``mode``):
@@ -24,7 +24,9 @@ What is calibrated (``mode``):
 - ``"classwise"``: the mean over classes ``k`` of the binary ``(1 - p_k, p_k)`` against ``[y == k]``.
 - ``"canonical"``: the full distribution over ``K`` classes, the quantity of the ReCalX paper. Kernel regression in
   ``K - 1`` dimensions needs far more samples: measured on a calibrated 10-class Dirichlet source with 3000 samples it
-  reads about 0.3-0.4 instead of 0 (top-label: 0.004), so use it with small ``K`` or many samples.
+  reads about -0.36 with ``estimator="risk"`` and +0.41 with ``"plugin"`` instead of 0 (top-label: 0.004), so use it
+  with small ``K`` or many samples. This is why the default is ``"top-label"``, a deliberate departure from the
+  ReCalX paper's canonical quantity.
 
 The bandwidth ``h`` maximises, over a small grid, the leave-one-out log-likelihood of the kernel density
 ``f_hat(p_i) = 1/(N-1) sum_{j != i} k_j(p_i)`` (as in the authors' code). Kernels are computed in log space

@@ -87,7 +87,7 @@ class ReCalX(Calibrator):
         fractions = lower + torch.rand(rows, self.n_bins, generator=generator, dtype=torch.float64) / self.n_bins
         logits, levels = perturbed_logits(
             model, x, fractions, repeats=self.samples_per_bin, grouping=self.grouping, patch_size=self.patch_size,
-            n_segments=self.n_segments, replacement=self.replacement, seed=self.seed, batch_size=batch_size,
+            n_segments=self.n_segments, replacement=self.replacement, seed=self.seed + 1, batch_size=batch_size,
         )
         copies = labels.repeat_interleave(self.samples_per_bin)[:, None].expand(-1, self.n_bins)
         return self.fit_logits(logits.flatten(0, 1), copies.flatten(), levels.flatten())

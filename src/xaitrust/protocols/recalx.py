@@ -89,7 +89,8 @@ def error_by_level(models: dict, held_out, config: dict) -> pd.DataFrame:
     for name, model in models.items():
         for row in calibration_error_by_level(
             model, held_out.x, held_out.y, config["levels"], samples_per_level=config["samples_per_level"],
-            replacement=config["replacement"], grouping=config["grouping"], seed=config["seed"] + 1,
+            # ReCalX's fit draws from seed and seed + 1: held-out perturbations use fresh draws.
+            replacement=config["replacement"], grouping=config["grouping"], seed=config["seed"] + 2,
         ):
             rows.append({"model": name, **row})
     return pd.DataFrame(rows)
