@@ -154,3 +154,21 @@ def test_recalx_fits_one_temperature_per_bin_from_perturbed_logits():
     true = torch.tensor([1.0, 3.0], dtype=torch.float64)[(levels >= 0.5).long()]
     recalx = ReCalX(n_bins=2).fit_logits(logits / true[:, None], labels, levels)
     assert torch.allclose(recalx.temperatures_, 1 / torch.tensor([1.0, 3.0], dtype=torch.float64), rtol=0.08)
+
+
+def test_a_group_at_chance_stops_at_the_bound_without_disturbing_the_others():
+    from xaitrust.calibration.temperature import TEMPERATURE_MAX, fit_temperatures
+
+    generator = torch.Generator().manual_seed(0)
+    informative = torch.randn(400, 4, generator=generator, dtype=torch.float64) * 3
+    labels = informative.argmax(dim=1)
+    flip = torch.rand(400, generator=generator) < 0.2
+    labels[flip] = torch.randint(0, 4, (int(flip.sum()),), generator=generator)
+    noise = torch.randn(400, 4, generator=generator, dtype=torch.float64)
+    noise_labels = torch.randint(0, 4, (400,), generator=generator)  # unrelated to the logits: best is uniform
+    joint = fit_temperatures(torch.cat([informative, noise]), torch.cat([labels, noise_labels]),
+                             torch.cat([torch.zeros(400), torch.ones(400)]).long(), n_groups=2)
+    alone = fit_temperatures(informative, labels)
+    assert torch.isfinite(joint).all()
+    assert joint[0] == pytest.approx(alone[0].item(), rel=1e-4)
+    assert joint[1] > 100 and joint[1] <= TEMPERATURE_MAX

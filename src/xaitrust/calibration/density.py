@@ -8,8 +8,10 @@ at both ends of the support [0, 1] (so no mass leaks out of it):
     f(s) = 1/N sum_i K_h(s, s_i)          g(s) = 1/N sum_i c_i K_h(s, s_i) = P(correct | s) f(s)
 
 and ECE = integral over [0, 1] of |P(correct | s) - s| f(s) ds = integral of |g(s) - s f(s)| ds, computed by the
-trapezoid rule on a regular grid with at least 8 points per bandwidth (``grid_size`` is raised when needed: a
-confident model's small bandwidth would otherwise be sampled at one grid point and the integral be off). The bandwidth ``h`` follows Silverman's rule on the confidences by default:
+trapezoid rule on a regular grid with at least 8 points per bandwidth, up to ``MAX_GRID_SIZE`` points (``grid_size``
+is raised when needed: a confident model's small bandwidth would otherwise be sampled at one grid point and the
+integral be off; bandwidths below ``8 / MAX_GRID_SIZE``, e.g. of near-identical confidences, use the largest grid).
+The bandwidth ``h`` follows Silverman's rule on the confidences by default:
 ``h = 0.9 min(std, IQR / 1.349) N^(-1/5)`` (IQR replaced by the std when it is 0).
 """
 
@@ -24,6 +26,7 @@ from .checks import check_probabilities
 
 MIN_SAMPLES = 10
 GRID_SIZE = 1025
+MAX_GRID_SIZE = 2**16 + 1
 KERNEL_ELEMENTS_PER_CHUNK = 2**22
 
 
@@ -48,7 +51,7 @@ def density_ece(probs, labels, bandwidth: float | str = "silverman", grid_size: 
         bandwidth = silverman_bandwidth(confidence)
     elif isinstance(bandwidth, str) or not bandwidth > 0:
         raise XaitrustError(f"bandwidth must be 'silverman' or a positive number; got {bandwidth!r}")
-    grid_size = max(grid_size, math.ceil(8 / float(bandwidth)) + 1)
+    grid_size = max(grid_size, min(MAX_GRID_SIZE, math.ceil(8 / float(bandwidth)) + 1))
     grid = torch.linspace(0.0, 1.0, grid_size, dtype=torch.float64)
     density = torch.zeros_like(grid)
     correct_density = torch.zeros_like(grid)

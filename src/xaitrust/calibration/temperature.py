@@ -2,10 +2,15 @@
 
 Calibrated probabilities are ``softmax(z / T)`` for logits ``z`` and one temperature ``T > 0`` chosen to minimise the
 negative log-likelihood of a held-out calibration split. ``T`` is optimised as ``log T`` (so it stays positive) by
-L-BFGS with a strong-Wolfe line search. Dividing every logit by the same ``T`` never changes the predicted class.
+L-BFGS with a strong-Wolfe line search, within ``[TEMPERATURE_MIN, TEMPERATURE_MAX]``: where the likelihood keeps
+improving towards a uniform prediction (inputs so perturbed that the model is at chance) or towards a hard argmax (all
+predictions right), the temperature stops at the bound instead of running to infinity or 0. Dividing every logit by
+the same ``T`` never changes the predicted class.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +19,7 @@ from .base import Calibrator, register
 from .checks import check_logits
 
 LBFGS_ITERATIONS = 200
+TEMPERATURE_MIN, TEMPERATURE_MAX = 1e-3, 1e6
 
 
 def fit_temperatures(logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None = None, n_groups: int = 1) -> torch.Tensor:
@@ -32,15 +38,17 @@ def fit_temperatures(logits: torch.Tensor, labels: torch.Tensor, groups: torch.T
         tolerance_grad=1e-10, tolerance_change=1e-14,
     )
 
+    low, high = math.log(TEMPERATURE_MIN), math.log(TEMPERATURE_MAX)
+
     def closure():
         optimizer.zero_grad()
-        scaled = logits * torch.exp(-log_temperature)[groups, None]
+        scaled = logits * torch.exp(-log_temperature.clamp(low, high))[groups, None]
         loss = (F.cross_entropy(scaled, labels, reduction="none") * weights).sum()
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    return torch.exp(log_temperature.detach())
+    return torch.exp(log_temperature.detach().clamp(low, high))
 
 
 @register
