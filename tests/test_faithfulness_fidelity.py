@@ -6,6 +6,7 @@ import torch
 
 from oracle_models import LinearModel, PixelModel
 from xaitrust.errors import XaitrustError
+from xaitrust.metrics.curves import PerturbationCurves
 from xaitrust.metrics.completeness import completeness_soundness
 from xaitrust.metrics.fidelity import FPA_FRACTIONS, area_between, mif_lif
 from xaitrust.metrics.mu_fidelity import mu_fidelity
@@ -118,3 +119,16 @@ def test_completeness_and_soundness_of_the_insertion_game():
     assert both.alpha.item() == pytest.approx(1.0)
     assert both.beta.item() == pytest.approx((1 - clean) / g_label1)
     assert both.g_auc.shape == (1, 2)
+
+
+def test_area_between_reads_the_fractions_the_curves_were_measured_at():
+    fractions = torch.linspace(0, 1, 20)
+
+    def curves(values):
+        return PerturbationCurves(values, fractions, values.mean(dim=1), torch.ones(len(values)), True)
+
+    mif, lif = curves(torch.zeros(3, 20)), curves(torch.ones(3, 20))
+    assert area_between(mif, lif).value == pytest.approx(100.0)  # x in percent over [0, 1]
+    assert area_between(mif.curves, lif.curves).value == pytest.approx(95.0)  # FPA's default 0-95%
+    with pytest.raises(XaitrustError, match="other fractions"):
+        area_between(mif, lif, torch.linspace(0, 0.95, 20))

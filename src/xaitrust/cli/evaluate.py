@@ -48,7 +48,7 @@ def _mif_lif(function, batch):
     from ..metrics.fidelity import area_between
 
     curves = function(batch.model, batch.x, batch.maps, batch.target, batch_size=batch.batch_size)
-    return {"mif-lif": area_between(curves.mif.curves, curves.lif.curves).per_sample}
+    return {"mif-lif": area_between(curves.mif, curves.lif).per_sample}
 
 
 def _btr(function, batch):

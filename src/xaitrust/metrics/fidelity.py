@@ -83,9 +83,9 @@ class AreaBetween:
 
 
 def area_between(
-    mif_curves: torch.Tensor,
-    lif_curves: torch.Tensor,
-    fractions=FPA_FRACTIONS,
+    mif_curves: torch.Tensor | PerturbationCurves,
+    lif_curves: torch.Tensor | PerturbationCurves,
+    fractions=None,
     percent: bool = True,
     ci: float = 0.95,
     ci_method: str = "normal",
@@ -100,8 +100,17 @@ def area_between(
     (normal approximation of the mean, sample standard deviation with ``n - 1``; the FPA paper reports A +- this
     half-width over thousands of images); ``"bootstrap"`` gives the percentile interval of ``n_bootstrap`` means of
     resampled ``d`` drawn from ``seed``. With a single sample the interval is ``(nan, nan)``.
+
+    Pass the ``mif`` and ``lif`` results of ``mif_lif`` to integrate over the fractions they were measured at; with
+    plain curve tensors, ``fractions`` (default: FPA's 0-95% in 5% steps) must be those fractions.
     """
+    measured = [c.fractions for c in (mif_curves, lif_curves) if isinstance(c, PerturbationCurves)]
+    mif_curves, lif_curves = (c.curves if isinstance(c, PerturbationCurves) else c for c in (mif_curves, lif_curves))
+    if fractions is None:
+        fractions = measured[0] if measured else FPA_FRACTIONS
     fractions = check_fractions(fractions)
+    if any(not torch.equal(m.to(fractions), fractions) for m in measured):
+        raise XaitrustError("the curves were measured at other fractions than those given; omit fractions")
     for name, curves in (("mif_curves", mif_curves), ("lif_curves", lif_curves)):
         if curves.ndim != 2 or curves.shape[1] != len(fractions):
             raise XaitrustError(f"{name} must be (B, {len(fractions)}) to match the fractions; got {tuple(curves.shape)}")

@@ -59,7 +59,7 @@ def faithfulness_rows(
         model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"], seed=config["seed"]
     )
     curves = mif_lif(model, x, maps, target)
-    between = area_between(curves.mif.curves, curves.lif.curves, curves.mif.fractions)
+    between = area_between(curves.mif, curves.lif)
     fidelity = mu_fidelity(
         model, x, attributions, target, n_subsets=config["mu_fidelity_subsets"], seed=config["seed"]
     )
