@@ -1,0 +1,32 @@
+"""``xaitrust run``: user mistakes give one readable line and exit code 2, before any work starts."""
+
+from click.testing import CliRunner
+
+from xaitrust.cli import cli
+
+
+def test_unknown_config_key_is_reported_without_a_traceback(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('n_imgs = 3\n')
+    result = CliRunner().invoke(cli, ["run", "benchmark", "--profile", "smoke", "--config", str(config),
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "unknown config key 'n_imgs'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()  # validation happens before the run folder is written
+
+
+def test_malformed_toml_and_unknown_protocol_are_usage_errors(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("n_images = \n")
+    result = CliRunner().invoke(cli, ["run", "roar", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "is not valid TOML" in result.output
+    result = CliRunner().invoke(cli, ["run", "rooar"])
+    assert result.exit_code == 2 and "rooar" in result.output
+
+
+def test_roar_fraction_outside_the_open_interval_names_the_key(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("fractions = [0.5, 1.0]\n")
+    result = CliRunner().invoke(cli, ["run", "roar", "--profile", "smoke", "--config", str(config),
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "'fractions'" in result.output
