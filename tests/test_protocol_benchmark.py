@@ -2,7 +2,6 @@
 in headless Chromium without errors."""
 
 import shutil
-import time
 
 import pandas as pd
 import pytest
@@ -43,13 +42,12 @@ def test_run_folder_holds_config_results_and_report(smoke_run):
 
 
 def test_rerun_resumes_without_recomputing(smoke_run):
-    out, _, first_seconds = smoke_run
-    model_file = out / "models" / "model" / "model.safetensors"
-    stamp = model_file.stat().st_mtime_ns
-    began = time.perf_counter()
+    out, _, _ = smoke_run
+    finished = [out / "models" / "model" / "model.safetensors", *sorted((out / "cache").rglob("*.*"))]
+    assert len(finished) > 40  # the model, every method's attributions, curves and score tables
+    stamps = [path.stat().st_mtime_ns for path in finished]
     run_protocol("benchmark", profile="smoke", out=out)
-    assert model_file.stat().st_mtime_ns == stamp
-    assert time.perf_counter() - began < first_seconds / 2
+    assert [path.stat().st_mtime_ns for path in finished] == stamps
 
 
 def test_different_config_in_same_folder_is_refused(smoke_run, tmp_path):

@@ -3,7 +3,6 @@
 paper's definitions; bad config values are named."""
 
 import re
-import time
 
 import pandas as pd
 import pytest
@@ -54,15 +53,13 @@ def test_run_folder_holds_areas_per_regime_and_estimator(smoke_run):
 
 
 def test_rerun_resumes_without_retraining(smoke_run, one_torch_thread):
-    out, _, first_seconds = smoke_run
+    out, _, _ = smoke_run
     stored = sorted((out / "models").glob("*/model.safetensors")) + sorted((out / "cache").rglob("*.safetensors"))
     assert len(stored) > 3
     stamps = [path.stat().st_mtime_ns for path in stored]
-    began = time.perf_counter()
     with one_torch_thread():
         run_protocol("fpa", profile="smoke", out=out)
     assert [path.stat().st_mtime_ns for path in stored] == stamps
-    assert time.perf_counter() - began < first_seconds
 
 
 def test_estimators_follow_the_paper():

@@ -1,6 +1,5 @@
 """The mege-reco protocol end to end on the smoke profile: run folder contents, score ranges, report, resumption."""
 
-import time
 
 import pandas as pd
 import pytest
@@ -63,10 +62,8 @@ def test_rerun_reuses_the_run_folder(smoke_run, one_torch_thread):
     assert len(models) == 2 * 3  # clean and label-shuffled families, k = 3
     cached = sorted((out / "cache").rglob("*.safetensors"))
     before = {path: path.stat().st_mtime_ns for path in models + cached}
-    start = time.perf_counter()
     with one_torch_thread():
         run_protocol("mege-reco", profile="smoke", out=out)
-    assert time.perf_counter() - start < 30
     assert {path: path.stat().st_mtime_ns for path in models + cached} == before
 
 

@@ -98,15 +98,13 @@ def test_smoke_run_records_an_accuracy_per_method_mode_fraction_and_seed(smoke_r
 
 
 def test_rerun_resumes_without_retraining(smoke_run, one_torch_thread):
-    out, _, first_seconds = smoke_run
+    out, _, _ = smoke_run
     checkpoints = sorted((out / "models").rglob("model.safetensors"))
     assert len(checkpoints) == 1 + 2 * 2 * 3  # unmodified + methods x modes x fractions, one seed
     stamps = [path.stat().st_mtime_ns for path in checkpoints]
-    began = time.perf_counter()
     with one_torch_thread():
         run_protocol("roar", profile="smoke", out=out)
     assert [path.stat().st_mtime_ns for path in checkpoints] == stamps
-    assert time.perf_counter() - began < first_seconds / 2
 
 
 @pytest.mark.parametrize(
