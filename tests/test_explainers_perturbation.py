@@ -371,6 +371,7 @@ BATCHED = [
     ("kernelshap", {"n_samples": 40, "n_segments": 12}),
     ("lime", {"n_samples": 40, "n_segments": 12}),
     ("meaningful-perturbation", {"steps": 10, "mask_size": 6}),
+    ("random", {}),
 ]
 
 
@@ -386,7 +387,7 @@ def test_explaining_a_batch_equals_explaining_each_image_alone(name, params):
     assert torch.allclose(batch, alone, atol=1e-5)
 
 
-SEEDED = [p for p in BATCHED if p[0] in ("rise", "kernelshap", "lime")] + [("random", {})]
+SEEDED = [p for p in BATCHED if p[0] in ("rise", "kernelshap", "lime", "random")]
 
 
 @pytest.mark.parametrize("name, params", SEEDED, ids=[name for name, _ in SEEDED])
@@ -398,6 +399,15 @@ def test_the_seed_fixes_the_result(name, params):
     other = get_explainer(name, seed=6, **params)(model, x, 0)
     assert torch.equal(first, again)
     assert not torch.allclose(first, other)
+
+
+def test_random_maps_of_different_images_are_independent_across_calls():
+    explainer = get_explainer("random")
+    x = torch.rand(4, 1, 8, 8)
+    first, second = explainer(SmallCnn(), x[:2], 0), explainer(SmallCnn(), x[2:], 0)
+    maps = torch.cat([first, second]).flatten(1)
+    assert torch.corrcoef(maps).fill_diagonal_(0).abs().max() < 0.6  # 64 pixels: |r| of independent maps ~ 0.13
+    assert torch.equal(explainer(SmallCnn(), x[:1], 0), first[:1])
 
 
 def test_random_maps_are_noise_of_the_chosen_law_without_calling_the_model():

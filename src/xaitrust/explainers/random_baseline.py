@@ -1,10 +1,15 @@
 """A random attribution map: the baseline every explanation method should beat (C2I, MeGe, ROAR/KAR).
 
-Independent noise for every pixel and channel, ``U(0, 1)`` or ``N(0, 1)``, drawn from ``seed`` for the whole batch at
-once (an image's map therefore depends on its position in the batch). The model is never called.
+Independent noise for every pixel and channel, ``U(0, 1)`` or ``N(0, 1)``. Each image draws its map from its own
+generator, seeded by ``seed`` and the image's bytes (SHA-256), so an image gets the same map whether it is explained
+alone or in any batch, and different images get independent maps even when they are explained in separate calls
+(one generator per call would repeat the same maps batch after batch). Identical images share a map. The model is
+never called.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 
@@ -14,10 +19,17 @@ from .base import Explainer, register
 DISTRIBUTIONS = ("uniform", "normal")
 
 
+def image_seed(seed: int, image: torch.Tensor) -> int:
+    """A 63-bit seed from ``seed`` and the bytes of ``image`` (the same image and seed always give the same value)."""
+    digest = hashlib.sha256(int(seed).to_bytes(8, "little", signed=True))
+    digest.update(image.detach().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest()[:8], "little") >> 1
+
+
 @register
 class RandomAttribution(Explainer):
     name = "random"
-    description = "Random baseline: seeded uniform or Gaussian noise, independent of the model"
+    description = "Random baseline: uniform or Gaussian noise seeded per image, independent of the model"
 
     def __init__(self, distribution: str = "uniform", seed: int = 0) -> None:
         if distribution not in DISTRIBUTIONS:
@@ -27,4 +39,9 @@ class RandomAttribution(Explainer):
 
     def attribute(self, model, x, target, output):
         draw = torch.rand if self.distribution == "uniform" else torch.randn
-        return draw(x.shape, generator=self.generator(x.device), device=x.device, dtype=x.dtype)
+        generator = torch.Generator(device=x.device)
+        maps = []
+        for image in x:  # one cheap draw per image: the map must not depend on the batch it came in
+            generator.manual_seed(image_seed(self.seed, image))
+            maps.append(draw(image.shape, generator=generator, device=x.device, dtype=x.dtype))
+        return torch.stack(maps)
