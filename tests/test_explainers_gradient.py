@@ -92,6 +92,14 @@ def test_integrated_gradients_is_exact_and_complete_on_a_linear_model(linear, x,
     torch.testing.assert_close(attributions.sum(dim=(1, 2, 3)), (logits - reference_logits).detach())
 
 
+def test_black_and_white_mean_abs_averages_the_magnitudes_of_both_references(linear, x):
+    """Linear model: IG_black = x w and IG_white = (x - 1) w, so mean-abs = (|x| + |x - 1|) / 2 * |w| = |w| / 2."""
+    attributions = get_explainer("integrated-gradients", steps=5, baseline="black+white", combine="mean-abs")(
+        linear, x, TARGET
+    )
+    torch.testing.assert_close(attributions, linear.weight_maps(TARGET).abs() / 2)
+
+
 def test_integrated_gradients_takes_a_baseline_tensor(linear, x):
     baseline = torch.rand(2, 4, 4)
     attributions = get_explainer("integrated-gradients", steps=3, baseline=baseline)(linear, x, TARGET)
@@ -260,6 +268,8 @@ def test_bad_inputs_and_parameters_raise_clear_errors(net, images):
         get_explainer("integrated-gradients", steps=1)
     with pytest.raises(XaitrustError, match="rule must be one of"):
         get_explainer("integrated-gradients", rule="simpson")
+    with pytest.raises(XaitrustError, match="combine must be one of mean, mean-abs"):
+        get_explainer("integrated-gradients", combine="max")
     with pytest.raises(XaitrustError, match="baseline must be one of"):
         get_explainer("integrated-gradients", baseline="grey")
     with pytest.raises(XaitrustError, match="must broadcast to the images' shape"):

@@ -7,7 +7,7 @@ import tomllib
 
 from xaitrust.errors import XaitrustError
 from xaitrust.protocols import run_protocol
-from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC
+from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC, sanity_findings
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,15 @@ def test_profiles_keep_the_paper_parameters():
     assert paper["k"] == 5 and paper["explainers"] == MEGE_EXPLAINERS
     assert paper["explainer_params"]["integrated-gradients"]["steps"] == 60
     assert paper["noise_levels"] == paper["shuffle_levels"] == [0.05, 0.1, 0.3]
+
+
+def test_sanity_findings_compare_each_drop_with_the_random_control():
+    rows = [
+        ("reco", method, "shuffle", level, value)
+        for method, clean, degraded in [("saliency", 0.8, 0.5), ("gradcam", 0.8, 0.7), ("random", 0.6, 0.4)]
+        for level, value in [(0.0, clean), (0.3, degraded)]
+    ]
+    sanity = pd.DataFrame(rows, columns=["metric", "method", "degradation", "level", "mean"])
+    (line,) = sanity_findings(sanity)
+    assert line.startswith("reco under label shuffling (0.3): lower than clean for 2 of 2 methods")
+    assert "random control moved 0.600 -> 0.400, and 1 methods dropped by more than it did" in line

@@ -25,12 +25,17 @@ from .scoring import HIGHER_IS_BETTER, score_methods
 
 ALL_EXPLAINERS = [info.name for info in available_explainers()]
 
+#: Integrated Gradients as Calibrate to Interpret uses it: eq. 4 (right Riemann sum), black and white references,
+#: each reference's map taken in magnitude before the two are averaged (see ``xaitrust.explainers.integrated_gradients``).
+C2I_IG = {"baseline": "black+white", "rule": "riemann-right", "combine": "mean-abs"}
+
 _COMMON = {
     **RECIPE_DEFAULTS,
     "calibrator": "temperature",
     "calibration_size": 2000,
     "explainers": ALL_EXPLAINERS,
     "output": "probability",
+    "explained_class": "own",
     "reduction": "abs-sum",
     "method_reductions": {"sensitivity": "sum"},
     "replacement": "blur",
@@ -44,7 +49,7 @@ _COMMON = {
     "lipschitz_radius": 0.05,
     "lipschitz_explainers": ALL_EXPLAINERS,
     "explainer_batch_size": 64,
-    "explainer_params": {"integrated-gradients": {"steps": 30, "baseline": "black+white"}},
+    "explainer_params": {"integrated-gradients": {"steps": 30, **C2I_IG}},
 }
 
 _CHEAP_LIPSCHITZ = ["saliency", "sensitivity", "gradient-input", "integrated-gradients", "smoothgrad", "gradcam",
@@ -59,7 +64,7 @@ SPEC = ProtocolSpec(
             _COMMON, epochs=3, n_images=48, deletion_steps=50, n_superpixels=50, n_orders=3, mu_fidelity_subsets=64,
             lipschitz_images=12, lipschitz_neighbours=10, lipschitz_explainers=_CHEAP_LIPSCHITZ,
             explainer_params={
-                "integrated-gradients": {"steps": 30, "baseline": "black+white"},
+                "integrated-gradients": {"steps": 30, **C2I_IG},
                 "smoothgrad": {"samples": 30}, "smoothgrad-squared": {"samples": 30}, "vargrad": {"samples": 30},
                 "rise": {"n_masks": 1000}, "meaningful-perturbation": {"steps": 150},
                 "kernelshap": {"n_samples": 200}, "lime": {"n_samples": 200},
@@ -70,7 +75,7 @@ SPEC = ProtocolSpec(
             n_superpixels=20, n_orders=2, mu_fidelity_subsets=16, lipschitz_images=3, lipschitz_neighbours=3,
             lipschitz_explainers=["saliency", "integrated-gradients", "gradcam"],
             explainer_params={
-                "integrated-gradients": {"steps": 8, "baseline": "black+white"},
+                "integrated-gradients": {"steps": 8, **C2I_IG},
                 "smoothgrad": {"samples": 4}, "smoothgrad-squared": {"samples": 4}, "vargrad": {"samples": 4},
                 "rise": {"n_masks": 100}, "meaningful-perturbation": {"steps": 10},
                 "kernelshap": {"n_samples": 40}, "lime": {"n_samples": 40},
@@ -82,6 +87,7 @@ SPEC = ProtocolSpec(
         "lipschitz_explainers": tuple(ALL_EXPLAINERS),
         "calibrator": ("temperature", "dirichlet"),
         "output": ("logit", "probability", "log-probability"),
+        "explained_class": ("own", "reference"),
         "reduction": ("abs-sum", "sum", "max-abs", "input-sum"),
         "replacement": ("zero", "mean", "blur", "uniform"),
     },
@@ -92,7 +98,25 @@ def scorecard(summary: pd.DataFrame) -> pd.DataFrame:
     """Methods x (metric, model) table of means, metrics in the order of ``HIGHER_IS_BETTER``."""
     table = pivot_summary(summary, index=("method",), columns=("metric", "model"))
     order = [m for m in HIGHER_IS_BETTER if m in table.columns.get_level_values(0)]
-    return table.reindex(columns=order, level=0)
+    return table.reindex(columns=order, level=0).dropna(how="all")
+
+
+def deletion_change(summary: pd.DataFrame, model: str, reference: str = "uncalibrated") -> str:
+    """How many methods ``model`` gives a lower mean deletion area than ``reference``, and how many of them improved by
+    more than the random maps did: the random control of Calibrate to Interpret (section 4.4: "the same random
+    saliency maps applied to the calibrated and uncalibrated models produce similar curves"), which separates better
+    maps from the score's change of scale. Empty when the summary lacks either model."""
+    deletion = summary[summary["metric"] == "deletion_area"].pivot_table(index="method", columns="model", values="mean")
+    if not {model, reference} <= set(deletion.columns):
+        return ""
+    change = deletion[model] - deletion[reference]
+    line = f"{model} lowered the mean deletion area (more faithful) for {(change < 0).sum()} of {len(change)} methods"
+    if "random" in change.index:
+        beyond = (change.drop(index="random") < change["random"]).sum()
+        line += (f"; it also moved the random maps' area by {change['random']:+.4f}, so only {beyond} of "
+                 f"{len(change) - 1} methods improved by more than random maps did (the rest is the score's "
+                 "change of scale, not better maps)")
+    return line + "."
 
 
 def findings(summary: pd.DataFrame, calibration: pd.DataFrame) -> list[str]:
@@ -111,16 +135,9 @@ def findings(summary: pd.DataFrame, calibration: pd.DataFrame) -> list[str]:
             best = rows.loc[rows["mean"].idxmax() if higher else rows["mean"].idxmin()]
             lines.append(f"Best {metric} on the uncalibrated model: {best['method']} ({best['mean']:.4g}; "
                          f"{'higher' if higher else 'lower'} is better).")
-    deletion = summary[summary["metric"] == "deletion_area"].pivot_table(index="method", columns="model", values="mean")
-    if {"uncalibrated", "calibrated"} <= set(deletion.columns):
-        change = deletion["calibrated"] - deletion["uncalibrated"]
-        line = f"Calibration lowered the mean deletion area (more faithful) for {(change < 0).sum()} of {len(change)} methods"
-        if "random" in change.index:
-            beyond = (change.drop(index="random") < change["random"]).sum()
-            line += (f"; it also moved the random maps' area by {change['random']:+.4f}, so only {beyond} of "
-                     f"{len(change) - 1} methods improved by more than random maps did (the rest is the score's "
-                     "change of scale, not better maps)")
-        lines.append(line + ".")
+    line = deletion_change(summary, "calibrated")
+    if line:
+        lines.append(line)
     return lines
 
 

@@ -9,6 +9,7 @@ with a different config in the same folder is refused, so cached pieces always m
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from safetensors.torch import load_file, save_file
 from ..errors import XaitrustError
 from ..io import atomic_write, library_versions
 from .config import read_toml
+
+
+class LibraryVersionWarning(UserWarning):
+    """A run folder is resumed with other library versions than the ones it was started with."""
 
 
 class RunFolder:
@@ -40,7 +45,23 @@ class RunFolder:
                 )
         else:
             atomic_write(config_path, lambda p: p.write_text(tomli_w.dumps(config)))
-        atomic_write(self.path / "versions.json", lambda p: p.write_text(json.dumps(library_versions(), indent=2)))
+        self._record_versions()
+
+    def _record_versions(self) -> None:
+        """Write ``versions.json`` when the folder is new; on a resume keep the first run's record and warn when the
+        libraries have changed since, because finished pieces were computed with the recorded ones."""
+        path, current = self.path / "versions.json", library_versions()
+        if not path.exists():
+            atomic_write(path, lambda p: p.write_text(json.dumps(current, indent=2)))
+            return
+        recorded = json.loads(path.read_text())
+        changed = sorted(name for name in set(recorded) | set(current) if recorded.get(name) != current.get(name))
+        if changed:
+            warnings.warn(
+                f"{self.path} was started with other library versions ({', '.join(changed)}; see versions.json); "
+                "its finished pieces are reused as they are. Use a new --out folder to recompute everything.",
+                LibraryVersionWarning, stacklevel=3,
+            )
 
     def file(self, name: str) -> Path:
         """Path of a file inside the run folder (sub-folders are created)."""

@@ -23,7 +23,7 @@ from ..metrics import (
 )
 from ..metrics.curves import PerturbationCurves
 from ..metrics.faithfulness import random_superpixel_deletion
-from .common import explain_cached
+from .common import explain_cached, predictions
 from .results import tidy_rows
 from .run_folder import RunFolder
 
@@ -38,6 +38,10 @@ HIGHER_IS_BETTER = {
     "local_lipschitz": False,
     "ssim_to_uncalibrated": True,
 }
+
+
+#: The ``method`` label of rows that do not depend on the explanation method.
+ALL_METHODS = "(all methods)"
 
 
 def method_reduction(config: dict, method: str) -> str:
@@ -61,7 +65,8 @@ def faithfulness_rows(
     curves = mif_lif(model, x, maps, target)
     between = area_between(curves.mif, curves.lif)
     fidelity = mu_fidelity(
-        model, x, attributions, target, n_subsets=config["mu_fidelity_subsets"], seed=config["seed"]
+        model, x, attributions, target, n_subsets=config["mu_fidelity_subsets"], output=config["output"],
+        seed=config["seed"],
     )
     labels = {"method": method, "model": model_name}
     table = pd.concat(
@@ -106,12 +111,29 @@ class ScoredMethods:
     maps: dict
 
 
+def explained_classes(models: dict, x: torch.Tensor, reference_target: torch.Tensor, config: dict) -> dict:
+    """The class each model explains: its own prediction (``config["explained_class"] = "own"``, Calibrate to
+    Interpret: a calibrator such as Dirichlet can change the predicted class, and the paper explains each model's own
+    prediction) or ``reference_target`` for every model (``"reference"``: the first model's prediction)."""
+    if config["explained_class"] == "reference":
+        return {name: reference_target for name in models}
+    return {name: predictions(model, x).argmax(dim=1) for name, model in models.items()}
+
+
 def score_methods(run: RunFolder, models: dict, x: torch.Tensor, target: torch.Tensor, config: dict) -> ScoredMethods:
     """Explain ``x`` with every method of ``config["explainers"]`` on every model of ``models`` (the first one is the
-    reference, "uncalibrated") and score the maps; attributions and score tables are cached in the run folder."""
+    reference, "uncalibrated") and score the maps; attributions and score tables are cached in the run folder.
+    ``target`` is the reference model's predicted class; each model explains the class chosen by
+    ``explained_classes``, and the share of images whose class differs from the reference's is the metric
+    ``explained_class_changed``."""
     reference = next(iter(models))
     tables, random_curves, deletion_curves, examples, all_maps = [], {}, {}, {}, {}
+    targets = explained_classes(models, x, target, config)
     for model_name, model in models.items():
+        target = targets[model_name]
+        if model_name != reference:
+            tables.append(tidy_rows((target != targets[reference]).float(), metric="explained_class_changed",
+                                    method=ALL_METHODS, model=model_name))
         baseline = random_superpixel_deletion(
             model, x, target, config["n_superpixels"], config["n_orders"], config["seed"],
             steps=config["deletion_steps"], replacement=config["replacement"], output=config["output"],
