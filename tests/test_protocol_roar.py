@@ -15,7 +15,7 @@ from xaitrust.perturb.orders import ranks_from_maps
 from xaitrust.protocols import RunFolder, run_protocol
 from xaitrust.protocols.common import load_splits
 from xaitrust.protocols.config import resolve_config
-from xaitrust.protocols.roar import SPEC, modified_images, pixel_ranks
+from xaitrust.protocols.roar import SPEC, findings, modified_images, pixel_ranks, spread_summary
 from xaitrust.training import evaluate_accuracy, load_model
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -122,3 +122,46 @@ def test_bad_config_names_the_key(tmp_path, setting, message):
     config_file.write_text(setting + "\n")
     with pytest.raises(XaitrustError, match=message):
         run_protocol("roar", profile="smoke", config_file=config_file, out=tmp_path / "run")
+
+
+def hand_made_summary(accuracies: dict, seeds: int) -> pd.DataFrame:
+    """The ROAR summary of ``accuracies[method] = [per-seed accuracies at fraction 0, 0.1, 0.5, 0.9]``."""
+    rows = [{"metric": "accuracy", "model": "net", "method": method, "mode": "roar", "fraction": fraction,
+             "seed": seed, "value": value}
+            for method, per_fraction in accuracies.items()
+            for fraction, values in zip((0.0, 0.1, 0.5, 0.9), per_fraction)
+            for seed, value in zip(range(seeds), values)]
+    return spread_summary(pd.DataFrame(rows))
+
+
+def test_findings_state_at_how_many_fractions_a_method_beats_random_and_call_only_clear_wins_consistent():
+    base = [0.9, 0.92, 0.91]
+    summary = hand_made_summary({
+        # below random by the mean at 0.1 and 0.5, but only at 0.5 are the seed ranges apart; above it at 0.9
+        "saliency": [base, [0.80, 0.86, 0.83], [0.50, 0.52, 0.54], [0.40, 0.42, 0.44]],
+        # below random with separate seed ranges at every fraction
+        "vargrad": [base, [0.60, 0.62, 0.64], [0.30, 0.32, 0.34], [0.10, 0.12, 0.14]],
+        "random": [base, [0.84, 0.85, 0.86], [0.70, 0.71, 0.72], [0.30, 0.31, 0.32]],
+    }, seeds=3)
+    config = {"seeds": 3, "methods": ["saliency", "vargrad", "random"], "modes": ["roar"]}
+    lines = findings(summary, config)
+    assert ("ROAR: saliency is below the random ranking at 2 of 3 fractions by the mean accuracy (at 1 of 3 with "
+            "non-overlapping seed ranges).") in lines
+    assert ("ROAR: vargrad is below the random ranking at 3 of 3 fractions by the mean accuracy (at 3 of 3 with "
+            "non-overlapping seed ranges).") in lines
+    verdict = [line for line in lines if "consistently" in line]
+    assert len(verdict) == 1
+    assert verdict[0].startswith("ROAR: 1 of 2 methods beat the random ranking consistently, i.e. below it with "
+                                 "non-overlapping seed ranges at every fraction: vargrad (Hooker et al.")
+    assert "saliency" not in verdict[0] and not any("at every fraction: saliency" in line for line in lines)
+
+
+def test_findings_with_one_seed_claim_no_consistent_win():
+    summary = hand_made_summary({"vargrad": [[0.9], [0.5], [0.3], [0.1]], "random": [[0.9], [0.8], [0.7], [0.6]]},
+                                seeds=1)
+    lines = findings(summary, {"seeds": 1, "methods": ["vargrad", "random"], "modes": ["roar"]})
+    assert ("ROAR: vargrad is below the random ranking at 3 of 3 fractions by the mean accuracy (one seed, no spread "
+            "measured).") in lines
+    assert any(line.startswith("ROAR: with one seed per setting no method can be shown to beat the random ranking "
+                               "consistently") for line in lines)
+    assert not any("1 of 1 methods" in line for line in lines)

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..intervals import ci95_half_width
+
 RESULT_COLUMNS = ("metric", "method", "model", "sample", "value")
 
 
@@ -21,11 +23,16 @@ def tidy_rows(values: torch.Tensor, *, metric: str, method: str = "", model: str
 
 
 def summarize(table: pd.DataFrame, by=("metric", "method", "model")) -> pd.DataFrame:
-    """Mean, standard deviation, 95% normal confidence half-width and count of ``value`` per group (NaN ignored)."""
+    """Mean, sample standard deviation (``ddof=1``), count and 95% confidence half-width of ``value`` per group.
+
+    NaN values are ignored (``n`` counts the others). ``ci95`` is the Student-t half-width
+    ``t_{0.975, n-1} * std / sqrt(n)`` (see ``ci95_half_width``), which stays honest for the few observations of
+    e.g. a handful of seeds; it is NaN, like ``std``, for groups of fewer than two observations.
+    """
     by = [column for column in by if column in table.columns]
     grouped = table.groupby(by, sort=False, dropna=False)["value"]
     summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
-    summary["ci95"] = 1.96 * summary["std"].fillna(0) / np.sqrt(summary["n"].clip(lower=1))
+    summary["ci95"] = ci95_half_width(summary["std"].to_numpy(), summary["n"].to_numpy())
     return summary
 
 

@@ -14,9 +14,12 @@ unmodified data for both modes). Then train a fresh model from scratch on the mo
 ``models/<method>/<mode>-<fraction>/seed<seed>``) and record its accuracy on the modified test set.
 
 A method is informative under ROAR when accuracy falls faster than under the random ranking, and under KAR when it
-stays higher. Hooker et al. (cited by the thesis) find Gradients, Integrated Gradients and Guided Backprop no better
-than random and SmoothGrad-Squared and VarGrad far better; the thesis' own MNIST run finds Integrated Gradients better
-than random, its Food-101 run no better.
+stays higher. The findings count, per method, the fractions at which its mean accuracy is on that side of random's
+and those at which its whole seed range is (min-max over the seeds, not overlapping random's); a method is said to
+beat the random ranking consistently only when the latter holds at every fraction (and never with one seed).
+Hooker et al. (cited by the thesis) find Gradients, Integrated Gradients and Guided Backprop no better than random
+and SmoothGrad-Squared and VarGrad far better; the thesis' own MNIST run finds Integrated Gradients better than
+random, its Food-101 run no better.
 
 Choices where the thesis is silent or ambiguous, each a config key: ``replacement`` ("mean" as its text says; "zero"
 as its Figure 5.1's "blacked out"); ``target`` of the explanations (the explained model's predicted class by default,
@@ -240,17 +243,22 @@ def findings(summary: pd.DataFrame, config: dict) -> list[str]:
         if "random" not in config["methods"] or not methods:
             continue
         side = "below" if mode == "roar" else "above"
-        no_better = []
-        for method in methods:
-            better, clear, total = _fractions_beating_random(summary, mode, method)
-            lines.append(f"{mode.upper()}: {method} is {side} the random ranking at {better} of {total} fractions "
-                         f"({clear} with non-overlapping seed ranges).")
-            if better < total:
-                no_better.append(method)
+        counts = {method: _fractions_beating_random(summary, mode, method) for method in methods}
+        for method, (better, clear, total) in counts.items():
+            spread = ("one seed, no spread measured" if config["seeds"] == 1
+                      else f"at {clear} of {total} with non-overlapping seed ranges")
+            lines.append(f"{mode.upper()}: {method} is {side} the random ranking at {better} of {total} fractions by "
+                         f"the mean accuracy ({spread}).")
         claim = (" (Hooker et al. under ROAR: Gradients, IG and Guided Backprop no better than random, SG-Squared "
                  "and VarGrad far better)") if mode == "roar" else ""
-        lines.append(f"{mode.upper()}: {len(no_better)} of {len(methods)} methods fail to beat the random ranking at "
-                     f"every fraction{': ' + ', '.join(no_better) if no_better else ''}{claim}.")
+        if config["seeds"] == 1:
+            lines.append(f"{mode.upper()}: with one seed per setting no method can be shown to beat the random "
+                         f"ranking consistently{claim}.")
+        else:
+            consistent = [method for method, (_, clear, total) in counts.items() if clear == total]
+            lines.append(f"{mode.upper()}: {len(consistent)} of {len(methods)} methods beat the random ranking "
+                         f"consistently, i.e. {side} it with non-overlapping seed ranges at every fraction"
+                         f"{': ' + ', '.join(consistent) if consistent else ''}{claim}.")
     if "roar" in config["modes"] and "random" in config["methods"]:
         top = summary[(summary["mode"] == "roar") & (summary["method"] == "random")].sort_values("fraction").iloc[-1]
         lines.append(f"With {top['fraction']:.0%} of the pixels replaced at random, retraining reaches "
@@ -313,7 +321,9 @@ def execute(run: RunFolder) -> Path:
              f"replaced by the {config['replacement']} of the training data; fraction 0 is the unmodified data.")
     sections = [
         Section("Accuracy after retraining", [setup], tables={"Mean accuracy": means}, figures=curve_figures),
-        Section("Spread over seeds", ["std, min and max of the test accuracy over the seeds of each setting."],
+        Section("Spread over seeds", [("std (ddof=1), min and max of the test accuracy over the seeds of each "
+                                       "setting; ci95: half-width of the 95% Student-t confidence interval of the "
+                                       "mean (none with one seed).")],
                 tables={"Summary": summary.drop(columns=["metric", "model"])}),
         Section("Modified images", ["The first test image as the retrained models see it, at each fraction "
                                     "(each picture min-max scaled)."], figures=example_figures),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..io import atomic_write  # noqa: E402
+from ..intervals import ci95_half_width  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -22,19 +24,31 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def curve_band(values) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(S,)`` of curves ``values (N, S)`` and the half-width ``(S,)`` of its 95% Student-t confidence interval
+    (sample std with ``ddof=1``, ``N`` counting each point's non-NaN values; NaN where fewer than two)."""
+    values = np.asarray(values, dtype=float)
+    with warnings.catch_warnings():  # all-NaN points and single values give NaN, as intended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0, ddof=1)
+    return mean, ci95_half_width(std, np.isfinite(values).sum(axis=0))
+
+
 def plot_curves(path, curves: dict[str, tuple], xlabel: str, ylabel: str, title: str = "") -> Path:
-    """Mean curves with a shaded band: ``curves[label] = (x (S,), values (N, S))`` (band = 95% CI of the mean)."""
+    """Mean curves with a shaded band: ``curves[label] = (x (S,), values (N, S))`` (band = 95% Student-t confidence
+    interval of the mean, see ``curve_band``; no band where fewer than two curves have a value)."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    banded = False
     for label, (x, values) in curves.items():
-        values = np.asarray(torch.as_tensor(values).double().cpu())
+        mean, half = curve_band(np.asarray(torch.as_tensor(values).double().cpu()))
         x = np.asarray(torch.as_tensor(x).double().cpu())
-        mean = np.nanmean(values, axis=0)
-        half = 1.96 * np.nanstd(values, axis=0) / np.sqrt(max(len(values), 1))
         ax.plot(x, mean, label=label)
-        ax.fill_between(x, mean - half, mean + half, alpha=0.2)
+        if np.isfinite(half).any():
+            ax.fill_between(x, mean - half, mean + half, alpha=0.2)
+            banded = True
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title="shaded: 95% CI of the mean" if banded else None, title_fontsize=7)
     return _save(fig, path)
 
 
