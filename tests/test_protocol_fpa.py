@@ -1,18 +1,27 @@
 """The FPA protocol: the smoke profile writes a complete run folder (three training regimes, the fidelity A with its
 95% CI per regime and estimator, a report with findings) and resumes without retraining; estimators follow the
-paper's definitions; bad config values are named."""
+paper's definitions; bad config values are named; removed pixels take the configured value in training and in the
+curves alike; the findings call a difference only when the 95% CIs are disjoint."""
 
+import json
+import math
 import re
 
 import pandas as pd
 import pytest
 import torch
 
+from oracle_models import LinearModel
+from xaitrust.data import ImageDataset
 from xaitrust.errors import XaitrustError
 from xaitrust.explainers.reduce import reduce_attributions
-from xaitrust.protocols import run_protocol
+from xaitrust.protocols import PROFILES, RunFolder, run_protocol
+from xaitrust.protocols.common import load_splits
 from xaitrust.protocols.config import resolve_config
-from xaitrust.protocols.fpa import ESTIMATORS, SPEC, augmentation, estimator_maps
+from xaitrust.protocols.fpa import (
+    ESTIMATORS, SPEC, augmentation, estimator_maps, findings, group_order, mean_ci, peak_text, regime_curves,
+    regime_recipe, removal_fill, removal_value,
+)
 from xaitrust.protocols.results import RESULT_COLUMNS
 
 
@@ -82,3 +91,105 @@ def test_bad_config_values_name_the_key_and_the_allowed_values():
         resolve_config(SPEC, "smoke", {"estimators": ["VG_sum"]})
     with pytest.raises(XaitrustError, match="'target'.*allowed: predicted, label"):
         resolve_config(SPEC, "smoke", {"target": "true"})
+    with pytest.raises(XaitrustError, match=r"config key 'removal_value' must be 'mean' .*or a number in \[0, 1\]"):
+        resolve_config(SPEC, "smoke", {"removal_value": "grey"})
+
+
+def test_smoke_run_removes_pixels_with_the_training_mean(smoke_run):
+    out, report, _ = smoke_run
+    config = resolve_config(SPEC, "smoke")
+    train, _ = load_splits(config)
+    for regime in config["regimes"]:
+        recipe = json.loads((out / "models" / regime / "model.json").read_text())["train_config"]
+        assert recipe["fpa_value"] == recipe["erasing_value"] == pytest.approx(train.mean.tolist())
+    assert f"per-channel mean ({train.mean.item():.3f})" in report.read_text()
+    summary = pd.read_csv(out / "summary.csv")
+    peak = summary["lif_peak"]
+    assert ((summary["lif_peak_ci_low"] <= peak) & (peak <= summary["lif_peak_ci_high"])).all()
+    page = report.read_text()
+    findings = re.search(r"<ul class='findings'>(.*?)</ul>", page, re.S).group(1)
+    assert "Accuracy on the 8 explained images: none" in findings and "on the test split (500 images)" in findings
+
+
+def test_removal_value_is_mean_or_a_number_in_the_unit_interval():
+    assert {resolve_config(SPEC, profile)["removal_value"] for profile in PROFILES} == {"mean"}
+    assert removal_value(resolve_config(SPEC, "smoke", {"removal_value": 0.5})) == 0.5
+    assert removal_value(resolve_config(SPEC, "smoke", {"removal_value": 0})) == 0
+    for bad in ("grey", "0.5", 1.5, -0.1, float("nan"), True, [0.5]):
+        with pytest.raises(XaitrustError, match=r"'removal_value' must be 'mean' .*number in \[0, 1\].*0.5"):
+            resolve_config(SPEC, "smoke", {"removal_value": bad})
+
+    x = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    train = ImageDataset(x, torch.zeros(5, dtype=torch.long), ["a"])
+    mean = removal_fill({"removal_value": "mean"}, train)
+    assert mean == pytest.approx(x.mean(dim=(0, 2, 3)).tolist())
+    assert removal_fill({"removal_value": 0.5}, train) == (0.5, 0.5, 0.5)
+    config = resolve_config(SPEC, "smoke")
+    for regime in ("fpa", "erasing"):
+        recipe = regime_recipe(config, regime, mean)
+        assert recipe.fpa_value == recipe.erasing_value == mean
+
+
+def test_curves_set_removed_pixels_to_the_fill_in_every_channel(tmp_path):
+    config = resolve_config(SPEC, "smoke", {"estimators": ["IG_sum", "VG_abs"]})
+    weight = torch.rand(1, 2, 6, 6, generator=torch.Generator().manual_seed(1)) * torch.tensor([1.0, 0.1])[:, None, None]
+    model = LinearModel(0.1 + weight)  # channel 0 weighs far more than channel 1
+    fill = (0.2, 0.7)
+    x = torch.tensor(fill).reshape(1, 2, 1, 1).expand(3, 2, 6, 6).clone()  # every pixel already equals the fill
+    target = torch.zeros(3, dtype=torch.long)
+
+    def curves(name, value):
+        return regime_curves(RunFolder(tmp_path / name, config), "none", model, x, target, config, value)
+
+    for part in curves("fill", fill).values():  # removing a pixel changes nothing: the logit stays at 1x
+        assert torch.allclose(part["mif"], torch.ones(3, 20)) and torch.allclose(part["lif"], torch.ones(3, 20))
+    for value in ((0.7, 0.2), (0.0, 0.0)):  # channels swapped, or black: the logit moves
+        assert all((part["mif"][:, -1] - 1).abs().min() > 0.1 for part in curves(str(value), value).values())
+
+
+def _row(method, kind, a, low, high, **extra):
+    return {"model": "fpa", "method": method, "kind": kind, "A": a, "ci_low": low, "ci_high": high, "mif_area": 0.0,
+            "lif_area": 0.0, "lif_peak": 1.0, "lif_peak_ci_low": 1.0, "lif_peak_ci_high": 1.0, "lif_peak_percent": 0.0,
+            **extra}
+
+
+def test_group_verdicts_need_disjoint_confidence_intervals():
+    signed = pd.DataFrame([_row("IG_sum", "signed", 55, 50, 60), _row("VG'_sum", "signed", 30, 20, 40)])
+    apart = pd.DataFrame([_row("SQ-SG_sum", "unsigned", 45, 42, 48), _row("VG_abs", "unsigned", 20, 10, 30)])
+    assert group_order(signed, apart) == ">" and group_order(apart, signed) == "<"
+    # Best A is larger (55 > 45) but the CIs overlap: no lead.
+    close = pd.DataFrame([_row("SQ-SG_sum", "unsigned", 45, 38, 52)])
+    assert group_order(signed, close) == group_order(close, signed) == "~"
+    # The best unsigned by A is apart, but another unsigned estimator's wide CI reaches the best signed one.
+    wide = pd.DataFrame([_row("SQ-SG_sum", "unsigned", 45, 42, 48), _row("SG_abs", "unsigned", 40, 25, 55)])
+    assert group_order(signed, wide) == "~"
+    missing = pd.DataFrame([_row("SQ-SG_sum", "unsigned", 10, math.nan, math.nan)])
+    assert group_order(signed, missing) == "~"
+
+    accuracy = pd.DataFrame([{"model": "fpa", "test_accuracy": 0.9, "test_images": 500, "explained_accuracy": 0.875,
+                              "explained_images": 8}])
+    lines = findings(accuracy, pd.concat([signed, close], ignore_index=True))
+    assert lines[0].startswith("Accuracy on the 8 explained images: fpa 0.8750 (paper, CIFAR-10, on the images")
+    assert "test split (500 images): fpa 0.9000" in lines[0]
+    assert "signed and unsigned estimators are indistinguishable (overlapping 95% CIs)" in lines[1]
+    assert "largest A IG_sum (A = 55.0 [50.0, 60.0]), indistinguishable from SQ-SG_sum" in lines[1]
+    lines = findings(accuracy, pd.concat([signed, apart], ignore_index=True))
+    assert "so the signed estimators lead (disjoint 95% CIs)" in lines[1]
+    assert "largest A IG_sum (A = 55.0 [50.0, 60.0]), no other 95% CI overlaps it" in lines[1]
+
+
+def test_lif_peak_is_above_one_only_when_its_interval_is():
+    above = pd.Series(_row("IG_sum", "signed", 0, 0, 0, lif_peak=1.2, lif_peak_ci_low=1.05, lif_peak_ci_high=1.35,
+                           lif_peak_percent=10.0))
+    assert "(above 1: removing negative-evidence pixels raised the logit)" in peak_text(above)
+    for low in (0.95, math.nan):
+        assert "(not distinguishable from 1)" in peak_text(above.copy().replace({1.05: low}))
+    accuracy = pd.DataFrame([{"model": "fpa", "test_accuracy": 0.9, "test_images": 500, "explained_accuracy": 0.9,
+                              "explained_images": 8}])
+    lines = findings(accuracy, pd.DataFrame([above]))
+    assert lines[-1] == ("fpa: the mean LIF curve of the signed estimators peaks at IG_sum 1.20x the clean logit "
+                         "[1.05, 1.35] at 10% removed (above 1: removing negative-evidence pixels raised the logit) "
+                         "(95% CI of the mean at the peak; paper: the LIF curves rise first only with FPA).")
+    low, high = mean_ci(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert (low + high) / 2 == pytest.approx(2.5) and (high - low) / 2 == pytest.approx(1.959964 * 1.290994 / 2)
+    assert all(math.isnan(v) for v in mean_ci(torch.tensor([1.0])))

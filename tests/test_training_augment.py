@@ -1,5 +1,6 @@
 """Statistics of the training augmentations against their closed forms."""
 
+import json
 import math
 
 import pytest
@@ -133,3 +134,44 @@ def test_augment_batch_follows_the_config_and_is_seeded():
     assert ((first == 0).flatten(1).sum(1) > 0).all()
     with pytest.raises(XaitrustError, match="augmentation"):
         TrainConfig(augmentation="fpa+mixup")
+
+
+def test_fpa_and_erasing_fill_removed_pixels_with_the_per_channel_value():
+    x = 0.05 + 0.9 * torch.rand(16, 3, 12, 12, generator=_generator(1))  # no zeros, so black marks the removed pixels
+    value = (0.2, 0.5, 0.8)
+    fill = torch.tensor(value).reshape(1, 3, 1, 1)
+    for augment in (lambda v, g: feature_perturbation(x, g, p=1.0, value=v),
+                    lambda v, g: random_erasing(x, g, p=1.0, value=v)):
+        black = augment(0.0, _generator(5))  # the old behaviour: removed pixels are 0 in every channel
+        removed = (black == 0).all(dim=1, keepdim=True)
+        assert removed.any() and not removed.all()
+        assert torch.equal(black, torch.where(removed, torch.zeros(()), x))
+        # Same draws, other value: the same pixels, now set to value[c] in channel c, the rest untouched.
+        assert torch.equal(augment(value, _generator(5)), torch.where(removed, fill, x))
+        assert torch.equal(augment(0.5, _generator(5)), torch.where(removed, torch.tensor(0.5), x))
+
+
+def test_augment_batch_uses_the_configured_fill_values():
+    x = 0.05 + 0.9 * torch.rand(8, 2, 10, 10, generator=_generator(2))
+    for name, key in (("fpa", "fpa_value"), ("erasing", "erasing_value")):
+        config = TrainConfig(augmentation=name, fpa_p=1.0, erasing_p=1.0, **{key: (0.25, 0.75)})
+        out = augment_batch(x, config, _generator(3))
+        removed = (out != x).any(dim=1)
+        assert removed.any()
+        assert (out[:, 0][removed] == 0.25).all() and (out[:, 1][removed] == 0.75).all()
+    with pytest.raises(XaitrustError, match=r"one number or one per channel \(2\); got 3"):
+        augment_batch(x, TrainConfig(augmentation="fpa", fpa_p=1.0, fpa_value=(0.1, 0.2, 0.3)), _generator())
+
+
+def test_fill_values_round_trip_fingerprint_and_validate():
+    config = TrainConfig(augmentation="fpa+erasing", fpa_value=[0.1, 0.2, 0.3], erasing_value=0.5)
+    assert config.fpa_value == (0.1, 0.2, 0.3) and config.erasing_value == 0.5
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert TrainConfig(fpa_value=1).fpa_value == 1.0 and TrainConfig().fpa_value == 0.0
+    fingerprints = {TrainConfig(fpa_value=v).fingerprint() for v in (0.0, 0.5, (0.5, 0.5, 0.5))}
+    fingerprints |= {TrainConfig(erasing_value=v).fingerprint() for v in (0.5, (0.1, 0.2, 0.3))}
+    assert len(fingerprints) == 5
+    for name in ("fpa_value", "erasing_value"):
+        for bad in (float("nan"), "grey", [], [0.1, None], True, float("inf")):
+            with pytest.raises(XaitrustError, match=f"{name} must be a finite number or a non-empty list"):
+                TrainConfig(**{name: bad})

@@ -27,13 +27,16 @@ PROFILES = ("smoke", "quick", "paper")
 @dataclass(frozen=True)
 class ProtocolSpec:
     """What a protocol is: its name, a one-line description, its defaults per profile, allowed values per key, and
-    an optional ``validate(config)`` for checks that span values (raises ``XaitrustError`` naming the key)."""
+    an optional ``validate(config)`` for checks that span values (raises ``XaitrustError`` naming the key).
+    ``mixed_types`` lists keys that may take values of several types (e.g. a name or a number): their type is left
+    to ``validate``, not checked against the default's."""
 
     name: str
     description: str
     defaults: dict[str, dict]
     choices: dict[str, tuple] = field(default_factory=dict)
     validate: Callable[[dict], None] | None = None
+    mixed_types: tuple[str, ...] = ()
 
 
 def read_toml(path: str | Path) -> dict:
@@ -87,7 +90,8 @@ def resolve_config(spec: ProtocolSpec, profile: str | None = None, user: dict | 
             raise XaitrustError(
                 f"unknown config key {key!r} for protocol {spec.name!r}; allowed keys: {', '.join(sorted(config))}"
             )
-        config[key] = _check_value(key, value, config[key], spec.choices.get(key))
+        mixed = key in spec.mixed_types
+        config[key] = value if mixed else _check_value(key, value, config[key], spec.choices.get(key))
     for key, value in config.items():
         if key in spec.choices:
             _check_value(key, value, value, spec.choices[key])

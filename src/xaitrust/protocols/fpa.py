@@ -5,8 +5,9 @@ Steps (paper sections 3-4, appendices A-D):
 
 1. Train one model per training regime (``regimes``): no augmentation, FPA (Algorithm 1; small-image values
    p = 0.5, p1_max = 0.25, p2 = 0.1, s_max = 3) and random erasing (Zhong et al. 2020, the paper's "Rectangle"
-   baseline, erased pixels set to 0 as FPA does). Report each model's test accuracy and its accuracy on the explained
-   images (the paper's section 4.1 reports the latter).
+   baseline), both setting removed pixels to the removal value (below). Report each model's accuracy on the explained
+   images (what the paper's section 4 reports: "evaluated on the same images that are used to obtain the perturbation
+   curves") beside its accuracy on the test split.
 2. Explain the same ``n_images`` stratified test images on every model with the paper's estimators (``ESTIMATORS``):
    vanilla gradient VG, Integrated Gradients IG (black baseline, 200 points, right Riemann sum as in appendix B),
    SmoothGrad SG (15 samples), squared SmoothGrad SQ-SG and a random map. A prime (VG', SG') multiplies the raw
@@ -14,21 +15,33 @@ Steps (paper sections 3-4, appendices A-D):
    sums their absolute values (unsigned). SQ-SG is non-negative, so SQ-SG_sum is unsigned. Gradients are those of the
    target's logit; the target is the class each model predicts (appendix B: "the predicted class c by the original
    model"), or the true label with ``target = "label"``.
-3. MIF and LIF curves: pixels set to 0 most-important-first and least-important-first (signed maps: from the largest
-   positive to the most negative score, so LIF removes counter-evidence first), 0-95% in 5% steps, the target's logit
-   divided by the clean logit; the fidelity A = mean AUC(LIF) - mean AUC(MIF) with x in percent and its 95% CI
-   (normal approximation, as in Tables 1 and D.1-D.2).
+3. MIF and LIF curves: pixels set to the removal value most-important-first and least-important-first (signed maps:
+   from the largest positive to the most negative score, so LIF removes counter-evidence first), 0-95% in 5% steps,
+   the target's logit divided by the clean logit; the fidelity A = mean AUC(LIF) - mean AUC(MIF) with x in percent
+   and its 95% CI (normal approximation ``mean +- 1.96 sd / sqrt(n)``, as in Tables 1 and D.1-D.2).
 4. The analogue of Fig. 4 / C.3: for the signed estimators, the mean LIF curve above the mean importance scores of
    the pixels in LIF order (each map scaled by its largest absolute score), to see whether removing negative
-   evidence first raises the logit.
+   evidence first raises the logit: the peak of the mean LIF curve with the 95% CI of the mean at that fraction.
+
+The findings call one estimator or group of estimators better than another only when their 95% CIs of A are
+disjoint, and a LIF peak "above 1" only when its 95% CI lies above 1; otherwise they call the values
+indistinguishable.
 
 Choices the paper leaves open, exposed as config keys: ``sg_sigma`` (not given in the paper; 0.15, the middle of
 Smilkov et al.'s recommended 10-20% noise level), the batch size, and the model and recipe for Fashion-MNIST (the
 paper trains ResNet-18 on CIFAR-10; the ``paper`` profile uses its CIFAR-10 recipe -- SGD, lr 0.01, momentum 0.9,
 weight decay 5e-4, 40 epochs, lr / 10 at epoch 30, horizontal flips in every regime -- on the small ``cnn``, and
-``model = "resnet18"`` gives the paper's network at days of CPU time). Images live in [0, 1], so the zero of FPA, of
-random erasing and of the MIF/LIF removal is black, the background of Fashion-MNIST; the paper scaled CIFAR-10 to
-[-1, 1], where zero is mid-grey.
+``model = "resnet18"`` gives the paper's network at days of CPU time).
+
+``removal_value`` is what a removed pixel becomes, in FPA, in random erasing and in the MIF/LIF curves alike. The
+paper masks pixels "by setting them to zero" (section 3) in network inputs scaled to [-1, 1] (CIFAR-10, ImageNet) or
+z-scored with the training mean and std (Food101, appendix A): mid-grey or the training mean. Images here are in
+[0, 1] and every xaitrust model z-scores its input with the training images' per-channel mean and std, so the default
+``"mean"`` (that per-channel mean) is the zero of the model's input, as for Food101. A number in [0, 1] sets that
+raw value instead: 0.5 is the zero of the paper's [-1, 1] scaling, 0 is black. Black is a poor choice for Fashion-MNIST: about half of its pixels are 0, so removing them changes nothing,
+and maps that are 0 on the background (IG with its black baseline, the primed estimators) get an inflated A. IG's
+baseline stays black (``ig_baseline``, appendix B: "x^0 is chosen to be a black image"), so it differs from the
+removal value, as in the paper.
 
 Profiles: ``smoke`` (1000 training images, 1 epoch, 8 images, six estimators) takes well under a minute; ``quick`` (all
 60,000 training images, 2 epochs, 128 images, IG with 64 points) about ten minutes on 2 CPU cores with one torch
@@ -37,14 +50,17 @@ thread; ``paper`` (40 epochs, 10,000 images, IG with 200 points) hours with the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import tomli_w
 import torch
+from scipy import stats
 
-from ..data import stratified_sample
+from ..data import ImageDataset, stratified_sample
+from ..errors import XaitrustError
 from ..explainers.integrated_gradients import NAMED_BASELINES
 from ..explainers.reduce import normalize_maps, reduce_attributions
 from ..metrics import area_between, mif_lif
@@ -101,6 +117,7 @@ _COMMON = {
     "fpa_p2": 0.1,
     "fpa_s_max": 3,
     "erasing_p": 0.5,
+    "removal_value": "mean",
     "estimators": list(ESTIMATORS),
     "target": "predicted",
     "n_images": 128,
@@ -110,6 +127,40 @@ _COMMON = {
     "sg_sigma": 0.15,
     "explainer_batch_size": 64,
 }
+
+
+def removal_value(config: dict) -> str | float:
+    """``config["removal_value"]``, checked: ``"mean"`` or a number in [0, 1] in raw image units."""
+    value = config["removal_value"]
+    if value == "mean":
+        return value
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not 0 <= number <= 1:
+        raise XaitrustError(
+            "config key 'removal_value' must be 'mean' (the training images' per-channel mean, the zero of the "
+            "model's normalised input) or a number in [0, 1] in raw image units (e.g. 0.5, mid-grey, the zero of the "
+            f"paper's [-1, 1] scaling, or 0, black); got {value!r}"
+        )
+    return number
+
+
+def removal_fill(config: dict, train: ImageDataset) -> tuple[float, ...]:
+    """The raw value of a removed pixel, one number per channel: ``train.mean`` (the per-channel mean of the training
+    images, which the model subtracts from its input) for ``removal_value = "mean"``, else the number in every
+    channel. Used alike by FPA, random erasing and the MIF/LIF curves."""
+    value = removal_value(config)
+    if value == "mean":
+        return tuple(float(v) for v in train.mean)
+    return (value,) * train.in_channels
+
+
+def describe_fill(config: dict, fill: tuple[float, ...]) -> str:
+    """``fill`` in words for the report."""
+    numbers = ", ".join(f"{v:.3f}" for v in fill)
+    if removal_value(config) == "mean":
+        return f"the training images' per-channel mean ({numbers}), the zero of the model's normalised input"
+    return f"{numbers} in raw image units ([0, 1])"
+
 
 SPEC = ProtocolSpec(
     name="fpa",
@@ -130,6 +181,8 @@ SPEC = ProtocolSpec(
         "optimizer": OPTIMIZERS,
         "schedule": SCHEDULES,
     },
+    validate=removal_value,
+    mixed_types=("removal_value",),
 )
 
 
@@ -161,9 +214,12 @@ def file_key(name: str) -> str:
     return name.replace("'", "prime")
 
 
-def regime_curves(run: RunFolder, regime: str, model, x: torch.Tensor, target: torch.Tensor, config: dict) -> dict:
-    """Per estimator, the MIF and LIF curves ``(N, 20)`` and the maps ``(N, H, W)`` on the model of ``regime``;
-    attributions and curves are cached in the run folder."""
+def regime_curves(
+    run: RunFolder, regime: str, model, x: torch.Tensor, target: torch.Tensor, config: dict, fill: tuple[float, ...]
+) -> dict:
+    """Per estimator, the MIF and LIF curves ``(N, 20)`` (removed pixels set to ``fill``, one value per channel) and
+    the maps ``(N, H, W)`` on the model of ``regime``; attributions and curves are cached in the run folder."""
+    replacement = torch.tensor(fill, dtype=x.dtype).reshape(1, -1, 1, 1)
     attributions = {
         explainer: explain_cached(run, f"{explainer}/{regime}", explainer, explainer_params(config, explainer), model,
                                   x, target, "logit", config["explainer_batch_size"])
@@ -174,16 +230,28 @@ def regime_curves(run: RunFolder, regime: str, model, x: torch.Tensor, target: t
         maps = estimator_maps(attributions[ESTIMATORS[name].explainer], x, ESTIMATORS[name])
 
         def compute(maps=maps):
-            curves = mif_lif(model, x, maps, target, FPA_FRACTIONS, replacement="zero", output="logit")
+            curves = mif_lif(model, x, maps, target, FPA_FRACTIONS, replacement=replacement, output="logit")
             return {"mif": curves.mif.curves, "lif": curves.lif.curves}
 
         results[name] = {**run.cached_tensors(f"curves/{regime}/{file_key(name)}", compute), "maps": maps}
     return results
 
 
+def mean_ci(values: torch.Tensor, ci: float = 0.95) -> tuple[float, float]:
+    """Normal-approximation interval of the mean, ``mean +- z_{(1+ci)/2} * sd / sqrt(n)`` (sd with ``n - 1``), as the
+    paper's A +- CI; ``(nan, nan)`` for fewer than two values."""
+    values = values.double()
+    if len(values) < 2:
+        return math.nan, math.nan
+    half = float(stats.norm.ppf(0.5 + ci / 2)) * float(values.std()) / math.sqrt(len(values))
+    return float(values.mean()) - half, float(values.mean()) + half
+
+
 def fidelity_rows(curves: dict, regime: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy per-sample rows (``mif_lif_area``, ``mif_area``, ``lif_area``, x in percent) and one summary row per
-    estimator: A with its 95% CI, the mean areas and the peak of the mean LIF curve."""
+    estimator: A with its 95% CI, the mean areas, and the peak of the mean LIF curve with the 95% CI of the mean
+    normalised LIF value across images at the peak's fraction (the fraction is picked on the same images, so the
+    interval is a little optimistic)."""
     fractions = torch.tensor(FPA_FRACTIONS, dtype=torch.float64)
     rows, summary = [], []
     for name, part in curves.items():
@@ -193,11 +261,14 @@ def fidelity_rows(curves: dict, regime: str) -> tuple[pd.DataFrame, pd.DataFrame
         rows += [tidy_rows(between.per_sample, metric="mif_lif_area", **labels),
                  tidy_rows(mif_area, metric="mif_area", **labels), tidy_rows(lif_area, metric="lif_area", **labels)]
         lif_mean = part["lif"].double().mean(dim=0)
+        peak = int(lif_mean.argmax())
+        peak_low, peak_high = mean_ci(part["lif"][:, peak])
         summary.append({
             "model": regime, "method": name, "kind": ESTIMATORS[name].kind, "n": len(part["mif"]),
             "A": between.value, "ci_low": between.ci_low, "ci_high": between.ci_high,
             "mif_area": float(mif_area.mean()), "lif_area": float(lif_area.mean()),
-            "lif_peak": float(lif_mean.max()), "lif_peak_percent": 100 * FPA_FRACTIONS[int(lif_mean.argmax())],
+            "lif_peak": float(lif_mean[peak]), "lif_peak_ci_low": peak_low, "lif_peak_ci_high": peak_high,
+            "lif_peak_percent": 100 * FPA_FRACTIONS[peak],
         })
     return pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
 
@@ -216,9 +287,44 @@ def area_table(summary: pd.DataFrame) -> pd.DataFrame:
         index=list(dict.fromkeys(summary["method"])), columns=list(dict.fromkeys(summary["model"])))
 
 
-def _best(rows: pd.DataFrame) -> str:
-    best = rows.loc[rows["A"].idxmax()]
-    return f"{best['method']} (A = {best['A']:.1f} [{best['ci_low']:.1f}, {best['ci_high']:.1f}])"
+def _cell(row: pd.Series) -> str:
+    return f"{row['method']} (A = {row['A']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}])"
+
+
+def _top(rows: pd.DataFrame) -> pd.Series:
+    return rows.loc[rows["A"].idxmax()]
+
+
+def overlapping(rows: pd.DataFrame, row: pd.Series) -> list[str]:
+    """The other methods of ``rows`` whose 95% CI of A overlaps that of ``row`` (missing CIs count as overlapping)."""
+    others = rows[rows["method"] != row["method"]]
+    apart = (others["ci_low"] > row["ci_high"]) | (others["ci_high"] < row["ci_low"])
+    return list(others.loc[~apart, "method"])
+
+
+def group_order(first: pd.DataFrame, second: pd.DataFrame) -> str:
+    """``">"`` when the best A of ``first`` has a 95% CI wholly above the CI of every estimator of ``second``, ``"<"``
+    when the reverse holds, else ``"~"`` (indistinguishable: overlapping or missing CIs)."""
+    if _top(first)["ci_low"] > second["ci_high"].max():
+        return ">"
+    if _top(second)["ci_low"] > first["ci_high"].max():
+        return "<"
+    return "~"
+
+
+def _ranked(label: str, rows: pd.DataFrame, row: pd.Series) -> str:
+    """``label``, then ``row`` with its A and 95% CI, and the other estimators of ``rows`` whose CIs overlap it."""
+    tied = overlapping(rows, row)
+    apart = f"indistinguishable from {', '.join(tied)} (overlapping 95% CIs)" if tied else "no other 95% CI overlaps it"
+    return f"{label} {_cell(row)}, {apart}."
+
+
+def peak_text(row: pd.Series) -> str:
+    """The LIF peak of one signed estimator: above 1 only when its 95% CI lies above 1."""
+    verdict = ("above 1: removing negative-evidence pixels raised the logit" if row["lif_peak_ci_low"] > 1
+               else "not distinguishable from 1")
+    return (f"{row['method']} {row['lif_peak']:.2f}x the clean logit [{row['lif_peak_ci_low']:.2f}, "
+            f"{row['lif_peak_ci_high']:.2f}] at {row['lif_peak_percent']:.0f}% removed ({verdict})")
 
 
 #: What the paper reports for each regime against no augmentation (Table D.2 and Fig. 3).
@@ -250,22 +356,29 @@ def _compare_regimes(summary: pd.DataFrame, regime: str) -> str:
 
 
 def findings(accuracy: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """Plain sentences computed from the numbers, set beside the paper's claims."""
+    """Plain sentences computed from the numbers, set beside the paper's claims. An estimator or a group of estimators
+    is called better than another only when their 95% CIs of A are disjoint (``overlapping``, ``group_order``); a LIF
+    peak is called above 1 only when its 95% CI lies above 1 (``peak_text``)."""
+    explained = ", ".join(f"{row['model']} {row['explained_accuracy']:.4f}" for _, row in accuracy.iterrows())
     tested = ", ".join(f"{row['model']} {row['test_accuracy']:.4f}" for _, row in accuracy.iterrows())
-    lines = [f"Test accuracy: {tested} (paper, CIFAR-10: 93.0% none, 92.7% FPA, 93.1% Rectangle)."]
+    lines = [(f"Accuracy on the {accuracy['explained_images'].iloc[0]} explained images: {explained} (paper, "
+              "CIFAR-10, on the images of its perturbation curves: 93.0% none, 92.7% FPA, 93.1% Rectangle); on the "
+              f"test split ({accuracy['test_images'].iloc[0]} images): {tested}.")]
     regimes = list(dict.fromkeys(summary["model"]))
     for regime in regimes:
         rows = summary[summary["model"] == regime]
         signed, unsigned = rows[rows["kind"] == "signed"], rows[rows["kind"] == "unsigned"]
-        line = f"{regime}: largest A {_best(rows)}."
+        line = f"{regime}: " + _ranked("largest A", rows, _top(rows))
         if len(signed) and len(unsigned):
-            verdict = "lead" if signed["A"].max() > unsigned["A"].max() else "do not lead"
-            line += (f" Best unsigned: {_best(unsigned)}, so the signed estimators {verdict} (paper: with FPA the "
-                     "signed ones lead on all three data sets).")
+            verdict = {">": "the signed estimators lead (disjoint 95% CIs)",
+                       "<": "the unsigned estimators lead (disjoint 95% CIs)",
+                       "~": "signed and unsigned estimators are indistinguishable (overlapping 95% CIs)"}
+            line += (f" Best signed: {_cell(_top(signed))}; best unsigned: {_cell(_top(unsigned))}; so "
+                     f"{verdict[group_order(signed, unsigned)]} (paper: with FPA the signed ones lead on all three "
+                     "data sets).")
         if len(unsigned) > 1:
-            worst = unsigned.loc[unsigned["A"].idxmin()]
-            line += (f" Worst unsigned: {worst['method']} ({worst['A']:.1f}); the paper finds SQ-SG_sum best and "
-                     "VG_abs worst.")
+            line += " " + _ranked("Worst unsigned:", unsigned, unsigned.loc[unsigned["A"].idxmin()])
+            line += " The paper finds SQ-SG_sum best and VG_abs worst."
         for _, random in rows[rows["kind"] == "baseline"].iterrows():
             line += f" Random: A = {random['A']:.1f} [{random['ci_low']:.1f}, {random['ci_high']:.1f}]."
         lines.append(line)
@@ -273,10 +386,9 @@ def findings(accuracy: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     for regime in regimes:
         signed = summary[(summary["model"] == regime) & (summary["kind"] == "signed")]
         if len(signed):
-            lines.append(f"{regime}: the mean LIF curve of the signed estimators peaks at " + ", ".join(
-                f"{row['method']} {row['lif_peak']:.2f}x the clean logit ({row['lif_peak_percent']:.0f}% removed)"
-                for _, row in signed.iterrows())
-                + "; a peak above 1 means removing negative-evidence pixels raised the logit (paper: only with FPA).")
+            lines.append(f"{regime}: the mean LIF curve of the signed estimators peaks at "
+                         + "; ".join(peak_text(row) for _, row in signed.iterrows())
+                         + " (95% CI of the mean at the peak; paper: the LIF curves rise first only with FPA).")
     return lines
 
 
@@ -314,12 +426,13 @@ def counter_evidence_figures(folder: Path, curves: dict, config: dict) -> dict:
     return figures
 
 
-def regime_recipe(config: dict, regime: str) -> TrainConfig:
-    """The training recipe of ``regime``: the config's optimiser, schedule and augmentation parameters."""
+def regime_recipe(config: dict, regime: str, fill: tuple[float, ...]) -> TrainConfig:
+    """The training recipe of ``regime``: the config's optimiser, schedule and augmentation parameters, FPA and
+    random erasing setting removed pixels to ``fill`` (one raw value per channel, see ``removal_fill``)."""
     recipe = {key: config[key] for key in ("momentum", "weight_decay", "schedule", "fpa_p", "fpa_p1_max", "fpa_p2",
                                            "fpa_s_max", "erasing_p")}
     return train_config(config, augmentation=augmentation(config, regime), milestones=tuple(config["milestones"]),
-                        **recipe)
+                        fpa_value=fill, erasing_value=fill, **recipe)
 
 
 def estimator_table(config: dict) -> pd.DataFrame:
@@ -336,12 +449,13 @@ def execute(run: RunFolder) -> Path:
     train, test = load_splits(config)
     chosen = stratified_sample(test.y, min(config["n_images"], len(test)), seed=config["seed"])
     x, labels = test.x[chosen], test.y[chosen]
+    fill = removal_fill(config, train)
     tables, summaries, accuracy, curves = [], [], [], {}
     for regime in config["regimes"]:
-        trained = train_in_run(run, regime, config["model"], train, test, regime_recipe(config, regime))
+        trained = train_in_run(run, regime, config["model"], train, test, regime_recipe(config, regime, fill))
         predicted = predictions(trained.model, x).argmax(dim=1)
         target = predicted if config["target"] == "predicted" else labels
-        curves[regime] = regime_curves(run, regime, trained.model, x, target, config)
+        curves[regime] = regime_curves(run, regime, trained.model, x, target, config, fill)
         rows, summary = fidelity_rows(curves[regime], regime)
         correct = predicted == labels
         tables += [accuracy_rows(regime, trained.metrics["test_accuracy"], correct), rows]
@@ -358,11 +472,13 @@ def execute(run: RunFolder) -> Path:
     target = "predicted class" if config["target"] == "predicted" else "true label"
     sections = [
         Section("Models", [f"{config['model']} on {config['dataset']} ({len(train)} training images, "
-                           f"{config['epochs']} epochs), one model per training regime; accuracy on the test split and "
-                           f"on the {len(x)} explained images."], tables={"Accuracy": accuracy}),
+                           f"{config['epochs']} epochs), one model per training regime; FPA and random erasing set "
+                           f"removed pixels to {describe_fill(config, fill)}. Accuracy on the {len(x)} explained "
+                           "images (the paper's measure) and on the test split."], tables={"Accuracy": accuracy}),
         Section("Fidelity A", [f"A = mean AUC(LIF) - mean AUC(MIF), x in percent of pixels removed (0-95%), logits of "
-                               f"the {target} divided by the clean logit, pixels set to 0; 95% CI by the normal "
-                               "approximation. Larger is better."],
+                               f"the {target} divided by the clean logit, removed pixels set to "
+                               f"{describe_fill(config, fill)}; 95% CI by the normal approximation. Larger is "
+                               "better."],
                 tables={"A [95% CI] (estimators x training regime)": area_table(summary), "Summary": summary,
                         "Estimators": estimator_table(config)}),
         Section("MIF and LIF curves", ["Mean curves over the explained images with 95% bands."],

@@ -6,7 +6,8 @@
 * ``random_erasing``: one random rectangle per image, Zhong et al., "Random Erasing Data Augmentation" (AAAI 2020),
   the "Rectangle" baseline of the FPA paper.
 
-Images are ``(B, C, H, W)`` in [0, 1]; a "pixel" is one spatial position, so zeroing a pixel zeroes all its channels.
+Images are ``(B, C, H, W)`` in [0, 1]; a "pixel" is one spatial position, and removing a pixel sets all its channels
+to the fill ``value``: one number for every channel or one number per channel, in raw image units (default 0, black).
 """
 
 from __future__ import annotations
@@ -14,11 +15,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import XaitrustError
 from .config import TrainConfig
 
 
 def _uniform(shape, generator: torch.Generator, device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def fill_pixels(x: torch.Tensor, removed: torch.Tensor, value: float | tuple[float, ...] = 0.0) -> torch.Tensor:
+    """``x`` with the pixels marked in the bool mask ``removed`` ``(B, 1, H, W)`` set to ``value`` in every channel:
+    ``out[b, c, h, w] = value_c`` where ``removed[b, 0, h, w]``, else ``x[b, c, h, w]``. ``value`` is one number or
+    one number per channel of ``x``."""
+    fill = torch.as_tensor(value, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+    if fill.shape[1] not in (1, x.shape[1]):
+        raise XaitrustError(
+            f"the fill value needs one number or one per channel ({x.shape[1]}); got {fill.shape[1]} numbers"
+        )
+    return torch.where(removed, fill, x)
 
 
 def horizontal_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
@@ -48,21 +62,27 @@ def feature_perturbation(
     p1_max: float = 0.25,
     p2: float = 0.1,
     s_max: int = 3,
+    value: float | tuple[float, ...] = 0.0,
 ) -> torch.Tensor:
     """Feature Perturbation Augmentation (FPA) of one mini-batch, as in Algorithm 1 of the FPA paper.
 
     With probability ``p`` the whole mini-batch is perturbed (otherwise it is returned unchanged). Then:
 
     1. ``p1 ~ Uniform(0, p1_max)``, drawn once for the mini-batch;
-    2. every pixel of every image is set to 0 with probability ``p1``, independently;
+    2. every pixel of every image is removed (set to ``value``) with probability ``p1``, independently;
     3. at every pixel position ``(w, h)`` of every image, independently of step 2 and with probability ``p2``, a
-       square of zeros ``X[w:(w+s), h:(h+s)]`` is placed, its side ``s`` drawn uniformly from ``{1, ..., s_max}`` for
-       that position (Algorithm 1 loops over all positions; squares are cut at the right and bottom borders).
+       square ``X[w:(w+s), h:(h+s)]`` is removed, its side ``s`` drawn uniformly from ``{1, ..., s_max}`` for that
+       position (Algorithm 1 loops over all positions; squares are cut at the right and bottom borders).
 
     So for a pixel far enough from the top/left border, in a perturbed batch,
-    ``P(zero) = 1 - (1 - p1) * prod_{m=0}^{s_max-1} (1 - p2 * (s_max - m) / s_max) ** (2m + 1)``
+    ``P(removed) = 1 - (1 - p1) * prod_{m=0}^{s_max-1} (1 - p2 * (s_max - m) / s_max) ** (2m + 1)``
     (a corner at offset ``(a, b)`` with ``max(a, b) = m`` covers it when ``s > m``; ``2m + 1`` offsets share that m).
     Paper defaults: ``p = 0.5`` and, for small images (CIFAR-10), ``p1_max = 0.25, p2 = 0.1, s_max = 3``.
+
+    The paper masks pixels "by setting them to zero" (section 3) in network inputs scaled to [-1, 1] (CIFAR-10,
+    ImageNet) or z-scored with the training mean and std (Food101, appendix A), so a removed pixel is mid-grey or the
+    training mean. Here images are in [0, 1] and ``value`` is that raw value: 0.5 for mid-grey, the training images'
+    per-channel mean (one number per channel) for the zero of a z-scored input; the default 0 is black.
     """
     if not bool(_uniform(1, generator, x.device) < p):
         return x
@@ -71,7 +91,7 @@ def feature_perturbation(
     pixels = _uniform(shape, generator, x.device) < p1
     starts = _uniform(shape, generator, x.device) < p2
     sides = torch.randint(1, s_max + 1, shape, generator=generator, device=generator.device).to(x.device)
-    return x.masked_fill(pixels | square_cover(starts, sides, s_max), 0.0)
+    return fill_pixels(x, pixels | square_cover(starts, sides, s_max), value)
 
 
 def random_erasing(
@@ -80,18 +100,19 @@ def random_erasing(
     p: float = 0.5,
     area: tuple[float, float] = (0.02, 0.4),
     ratio: tuple[float, float] = (0.3, 1 / 0.3),
-    value: float = 0.0,
+    value: float | tuple[float, ...] = 0.0,
     attempts: int = 100,
 ) -> torch.Tensor:
     """Random erasing (Zhong et al. 2020, Algorithm 1): each image, with probability ``p``, gets one rectangle set to
-    ``value``.
+    ``value`` (one number, or one number per channel).
 
     Per image: target area ``S_e ~ U(area) * H * W`` and aspect ratio ``r_e ~ U(ratio)``; the rectangle has height
     ``round(sqrt(S_e * r_e))`` and width ``round(sqrt(S_e / r_e))``; it is accepted when it is smaller than the image
     in both directions (else new draws, ``attempts`` tries as in the reference code, after which the image is left
     unchanged); its top-left corner is uniform over the positions where it fits. Defaults are the paper's
-    (``p = 0.5, s_l = 0.02, s_h = 0.4, r_1 = 0.3``). The value is 0 (black, the FPA paper's non-informative value)
-    rather than the paper's random or mean value, so that both augmentations erase alike.
+    (``p = 0.5, s_l = 0.02, s_h = 0.4, r_1 = 0.3``). The value is a constant (default 0, black) rather than the
+    paper's random values, so that random erasing and FPA can remove pixels alike (the FPA protocol gives both the
+    same value).
     """
     batch, _, height, width = x.shape
     erase = _uniform(batch, generator, x.device) < p
@@ -109,7 +130,7 @@ def random_erasing(
     cols = torch.arange(width, device=x.device).reshape(1, 1, -1)
     inside = (rows >= top.reshape(-1, 1, 1)) & (rows < (top + h).reshape(-1, 1, 1))
     inside = inside & (cols >= left.reshape(-1, 1, 1)) & (cols < (left + w).reshape(-1, 1, 1))
-    return x.masked_fill((inside & erase.reshape(-1, 1, 1)).unsqueeze(1), value)
+    return fill_pixels(x, (inside & erase.reshape(-1, 1, 1)).unsqueeze(1), value)
 
 
 def augment_batch(x: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
@@ -118,7 +139,9 @@ def augment_batch(x: torch.Tensor, config: TrainConfig, generator: torch.Generat
         if name == "flip":
             x = horizontal_flip(x, generator, config.flip_p)
         elif name == "fpa":
-            x = feature_perturbation(x, generator, config.fpa_p, config.fpa_p1_max, config.fpa_p2, config.fpa_s_max)
+            x = feature_perturbation(
+                x, generator, config.fpa_p, config.fpa_p1_max, config.fpa_p2, config.fpa_s_max, config.fpa_value
+            )
         else:
             x = random_erasing(
                 x, generator, config.erasing_p, config.erasing_area, config.erasing_ratio, config.erasing_value

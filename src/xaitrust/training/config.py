@@ -6,13 +6,17 @@ checkpoints and caches, so the same recipe always finds the same files.
 Augmentation defaults follow the papers: FPA (Brocki & Chung, Algorithm 1) with the small-image values
 p = 0.5, p1_max = 0.25, p2 = 0.1, s_max = 3 (their large-image values are in ``FPA_LARGE_IMAGES``); random erasing
 (Zhong et al. 2020, the FPA paper's "Rectangle" baseline) with p = 0.5, area in [0.02, 0.4] of the image, aspect
-ratio in [0.3, 1/0.3], erased pixels set to 0; horizontal flip with probability 0.5.
+ratio in [0.3, 1/0.3]; horizontal flip with probability 0.5. Pixels removed by FPA and by random erasing are set to
+``fpa_value`` / ``erasing_value`` in raw image units ([0, 1]), by default 0 (black). The FPA paper sets them to zero
+in its network input: mid-grey for its [-1, 1]-scaled CIFAR-10 (0.5 here), the training mean for its z-scored Food101
+(the per-channel mean of the training images here, since every xaitrust model z-scores its input with it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import XaitrustError
@@ -43,8 +47,11 @@ class TrainConfig:
             the FPA paper's recipe); applied in the order flip, fpa, erasing.
         flip_p: probability that an image is mirrored left-right.
         fpa_p, fpa_p1_max, fpa_p2, fpa_s_max: FPA (see ``xaitrust.training.augment.feature_perturbation``).
+        fpa_value: what FPA sets a removed pixel to, in raw image units: one number for every channel, or a tuple
+            with one number per channel (e.g. the training images' per-channel mean). Default 0 (black).
         erasing_p, erasing_area, erasing_ratio, erasing_value: random erasing (see
-            ``xaitrust.training.augment.random_erasing``).
+            ``xaitrust.training.augment.random_erasing``); ``erasing_value`` is a number or a per-channel tuple like
+            ``fpa_value``.
         seed: seeds the shuffling, the augmentation and dropout (and, through ``TrainingJob``, the model's init).
     """
 
@@ -63,10 +70,11 @@ class TrainConfig:
     fpa_p1_max: float = 0.25
     fpa_p2: float = 0.1
     fpa_s_max: int = 3
+    fpa_value: float | tuple[float, ...] = 0.0
     erasing_p: float = 0.5
     erasing_area: tuple[float, float] = (0.02, 0.4)
     erasing_ratio: tuple[float, float] = (0.3, 1 / 0.3)
-    erasing_value: float = 0.0
+    erasing_value: float | tuple[float, ...] = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,6 +82,8 @@ class TrainConfig:
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         object.__setattr__(self, "erasing_area", tuple(float(a) for a in self.erasing_area))
         object.__setattr__(self, "erasing_ratio", tuple(float(r) for r in self.erasing_ratio))
+        for name in ("fpa_value", "erasing_value"):
+            object.__setattr__(self, name, _fill_value(name, getattr(self, name)))
         self._validate()
 
     def _validate(self) -> None:
@@ -131,6 +141,20 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """Short SHA-256 of the canonical JSON of the config: equal configs, equal fingerprints."""
         return fingerprint(self.to_dict())
+
+
+def _fill_value(name: str, value) -> float | tuple[float, ...]:
+    """``value`` as a float, or a list/tuple as a tuple of floats (JSON gives lists back); a clear error unless every
+    entry is a finite number."""
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    numbers = [isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values]
+    if not values or not all(numbers):
+        raise XaitrustError(
+            f"{name} must be a finite number or a non-empty list of finite numbers (one per channel), in raw image "
+            f"units; got {value!r}"
+        )
+    floats = tuple(float(v) for v in values)
+    return floats if isinstance(value, (list, tuple)) else floats[0]
 
 
 def fingerprint(values) -> str:
