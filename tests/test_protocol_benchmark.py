@@ -95,3 +95,9 @@ def test_report_renders_in_headless_chromium(smoke_run):
     assert all(complete and width > 100 for complete, width, _ in images), images
     assert "What this shows" in headings and "Scorecard" in headings
     assert findings >= 3
+
+
+def test_removal_value_of_the_mif_lif_curves_is_checked():
+    assert resolve_config(SPEC, "smoke", {"removal_value": 0.5})["removal_value"] == 0.5
+    with pytest.raises(XaitrustError, match="'removal_value' must be 'mean'"):
+        resolve_config(SPEC, "smoke", {"removal_value": "grey"})

@@ -121,9 +121,9 @@ def test_removal_value_is_mean_or_a_number_in_the_unit_interval():
 
     x = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     train = ImageDataset(x, torch.zeros(5, dtype=torch.long), ["a"])
-    mean = removal_fill({"removal_value": "mean"}, train)
+    mean = removal_fill({"removal_value": "mean"}, train.mean)
     assert mean == pytest.approx(x.mean(dim=(0, 2, 3)).tolist())
-    assert removal_fill({"removal_value": 0.5}, train) == (0.5, 0.5, 0.5)
+    assert removal_fill({"removal_value": 0.5}, train.mean) == (0.5, 0.5, 0.5)
     config = resolve_config(SPEC, "smoke")
     for regime in ("fpa", "erasing"):
         recipe = regime_recipe(config, regime, mean)

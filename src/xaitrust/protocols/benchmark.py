@@ -17,7 +17,15 @@ import tomli_w
 from ..explainers import available_explainers
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
-from .common import RECIPE_DEFAULTS, calibrated_models, images_to_explain, train_and_split, write_results
+from .common import (
+    RECIPE_DEFAULTS,
+    calibrated_models,
+    images_to_explain,
+    removal_fill,
+    removal_value,
+    train_and_split,
+    write_results,
+)
 from .config import ProtocolSpec
 from .results import pivot_summary
 from .run_folder import RunFolder
@@ -39,6 +47,7 @@ _COMMON = {
     "reduction": "abs-sum",
     "method_reductions": {"sensitivity": "sum"},
     "replacement": "blur",
+    "removal_value": "mean",
     "deletion_steps": 100,
     "n_superpixels": 100,
     "n_orders": 5,
@@ -91,6 +100,8 @@ SPEC = ProtocolSpec(
         "reduction": ("abs-sum", "sum", "max-abs", "input-sum"),
         "replacement": ("zero", "mean", "blur", "uniform"),
     },
+    validate=removal_value,
+    mixed_types=("removal_value",),
 )
 
 
@@ -148,7 +159,7 @@ def execute(run: RunFolder) -> Path:
     _, models, calibration_results = calibrated_models(run, prepared, {"calibrated": config["calibrator"]})
 
     chosen, x, target = images_to_explain(model, held_out, config)
-    scored = score_methods(run, models, x, target, config)
+    scored = score_methods(run, models, x, target, config, removal_fill(config, model.input_mean))
     results = scored.results
     summary = write_results(run, results)
     card = scorecard(summary)

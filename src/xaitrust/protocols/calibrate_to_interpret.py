@@ -36,6 +36,7 @@ from .benchmark import C2I_IG, deletion_change
 from .benchmark import SPEC as BENCHMARK_SPEC
 from .common import (
     calibrated_models,
+    removal_fill,
     explain_cached,
     images_to_explain,
     predictions,
@@ -77,6 +78,8 @@ SPEC = ProtocolSpec(
     },
     choices={**BENCHMARK_SPEC.choices, "calibrators": ("temperature", "dirichlet"),
              "sweep_explainers": BENCHMARK_SPEC.choices["explainers"]},
+    validate=BENCHMARK_SPEC.validate,
+    mixed_types=BENCHMARK_SPEC.mixed_types,
 )
 
 
@@ -170,7 +173,7 @@ def execute(run: RunFolder) -> Path:
     )
 
     chosen, x, target = images_to_explain(model, held_out, config)
-    scored = score_methods(run, models, x, target, config)
+    scored = score_methods(run, models, x, target, config, removal_fill(config, model.input_mean))
     results = scored.results
     summary = write_results(run, results)
 

@@ -3,6 +3,7 @@ images with caching. Nothing here computes a metric; it only moves data between 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -13,6 +14,7 @@ from tqdm.auto import tqdm
 from ..calibration import Calibrator, get_calibrator
 from ..calibration.summary import calibration_summary
 from ..data import ImageDataset, calibration_split, load_dataset, stratified_sample
+from ..errors import XaitrustError
 from ..explainers import get_explainer
 from ..models import build_model
 from ..training import TrainConfig, TrainingJob
@@ -161,3 +163,36 @@ def calibrated_models(run: RunFolder, prepared: TrainedWithSplits, calibrators: 
     table = calibration_table(models, prepared.held_out)
     run.write_table("calibration", table)
     return fitted, models, table
+
+
+def removal_value(config: dict) -> str | float:
+    """``config["removal_value"]``, checked: ``"mean"`` or a number in [0, 1] in raw image units."""
+    value = config["removal_value"]
+    if value == "mean":
+        return value
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not 0 <= number <= 1:
+        raise XaitrustError(
+            "config key 'removal_value' must be 'mean' (the training images' per-channel mean, the zero of the "
+            "model's normalised input) or a number in [0, 1] in raw image units (e.g. 0.5, mid-grey, the zero of the "
+            f"paper's [-1, 1] scaling, or 0, black); got {value!r}"
+        )
+    return number
+
+
+def removal_fill(config: dict, channel_mean) -> tuple[float, ...]:
+    """The raw value of a removed pixel, one number per channel: ``channel_mean`` (the per-channel mean of the
+    training images, which an xaitrust model subtracts from its input, so the zero of that input) for
+    ``removal_value = "mean"``, else the number in every channel. FPA uses it alike for FPA, random erasing and the
+    MIF/LIF curves; the scorecard for its MIF/LIF curves."""
+    value = removal_value(config)
+    channel_mean = [float(v) for v in torch.as_tensor(channel_mean).flatten()]
+    return tuple(channel_mean) if value == "mean" else (value,) * len(channel_mean)
+
+
+def describe_fill(config: dict, fill: tuple[float, ...]) -> str:
+    """``fill`` in words for the report."""
+    numbers = ", ".join(f"{v:.3f}" for v in fill)
+    if removal_value(config) == "mean":
+        return f"the training images' per-channel mean ({numbers}), the zero of the model's normalised input"
+    return f"{numbers} in raw image units ([0, 1])"

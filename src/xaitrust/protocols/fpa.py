@@ -59,8 +59,7 @@ import tomli_w
 import torch
 from scipy import stats
 
-from ..data import ImageDataset, stratified_sample
-from ..errors import XaitrustError
+from ..data import stratified_sample
 from ..explainers.integrated_gradients import NAMED_BASELINES
 from ..explainers.reduce import normalize_maps, reduce_attributions
 from ..metrics import area_between, mif_lif
@@ -70,7 +69,17 @@ from ..report.figures import plot_curves
 from ..report.html import Section, write_report
 from ..training import TrainConfig
 from ..training.config import OPTIMIZERS, SCHEDULES
-from .common import RECIPE_DEFAULTS, explain_cached, load_splits, predictions, train_config, train_in_run
+from .common import (
+    RECIPE_DEFAULTS,
+    describe_fill,
+    explain_cached,
+    load_splits,
+    predictions,
+    removal_fill,
+    removal_value,
+    train_config,
+    train_in_run,
+)
 from .config import ProtocolSpec
 from .results import tidy_rows
 from .run_folder import RunFolder
@@ -127,39 +136,6 @@ _COMMON = {
     "sg_sigma": 0.15,
     "explainer_batch_size": 64,
 }
-
-
-def removal_value(config: dict) -> str | float:
-    """``config["removal_value"]``, checked: ``"mean"`` or a number in [0, 1] in raw image units."""
-    value = config["removal_value"]
-    if value == "mean":
-        return value
-    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-    if not 0 <= number <= 1:
-        raise XaitrustError(
-            "config key 'removal_value' must be 'mean' (the training images' per-channel mean, the zero of the "
-            "model's normalised input) or a number in [0, 1] in raw image units (e.g. 0.5, mid-grey, the zero of the "
-            f"paper's [-1, 1] scaling, or 0, black); got {value!r}"
-        )
-    return number
-
-
-def removal_fill(config: dict, train: ImageDataset) -> tuple[float, ...]:
-    """The raw value of a removed pixel, one number per channel: ``train.mean`` (the per-channel mean of the training
-    images, which the model subtracts from its input) for ``removal_value = "mean"``, else the number in every
-    channel. Used alike by FPA, random erasing and the MIF/LIF curves."""
-    value = removal_value(config)
-    if value == "mean":
-        return tuple(float(v) for v in train.mean)
-    return (value,) * train.in_channels
-
-
-def describe_fill(config: dict, fill: tuple[float, ...]) -> str:
-    """``fill`` in words for the report."""
-    numbers = ", ".join(f"{v:.3f}" for v in fill)
-    if removal_value(config) == "mean":
-        return f"the training images' per-channel mean ({numbers}), the zero of the model's normalised input"
-    return f"{numbers} in raw image units ([0, 1])"
 
 
 SPEC = ProtocolSpec(
@@ -449,7 +425,7 @@ def execute(run: RunFolder) -> Path:
     train, test = load_splits(config)
     chosen = stratified_sample(test.y, min(config["n_images"], len(test)), seed=config["seed"])
     x, labels = test.x[chosen], test.y[chosen]
-    fill = removal_fill(config, train)
+    fill = removal_fill(config, train.mean)
     tables, summaries, accuracy, curves = [], [], [], {}
     for regime in config["regimes"]:
         trained = train_in_run(run, regime, config["model"], train, test, regime_recipe(config, regime, fill))

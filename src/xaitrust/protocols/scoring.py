@@ -50,10 +50,11 @@ def method_reduction(config: dict, method: str) -> str:
 
 
 def faithfulness_rows(
-    model, x, target, attributions, maps, config: dict, baseline: PerturbationCurves, method: str, model_name: str
+    model, x, target, attributions, maps, config: dict, baseline: PerturbationCurves, method: str, model_name: str,
+    removal: tuple[float, ...],
 ) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
-    """Deletion and insertion areas and BTR (blur replacement, C2I), the MIF/LIF area (zero replacement, logits, x in
-    percent, FPA), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the
+    """Deletion and insertion areas and BTR (blur replacement, C2I), the MIF/LIF area (removed pixels set to the
+    per-channel ``removal`` values, logits, x in percent, FPA), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the
     deletion curves for figures."""
     btr = better_than_random(
         model, x, maps, target, config["n_superpixels"], config["n_orders"], config["seed"],
@@ -62,7 +63,7 @@ def faithfulness_rows(
     inserted = insertion(
         model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"], seed=config["seed"]
     )
-    curves = mif_lif(model, x, maps, target)
+    curves = mif_lif(model, x, maps, target, replacement=torch.tensor(removal, dtype=x.dtype).reshape(1, -1, 1, 1))
     between = area_between(curves.mif, curves.lif)
     fidelity = mu_fidelity(
         model, x, attributions, target, n_subsets=config["mu_fidelity_subsets"], output=config["output"],
@@ -120,12 +121,15 @@ def explained_classes(models: dict, x: torch.Tensor, reference_target: torch.Ten
     return {name: predictions(model, x).argmax(dim=1) for name, model in models.items()}
 
 
-def score_methods(run: RunFolder, models: dict, x: torch.Tensor, target: torch.Tensor, config: dict) -> ScoredMethods:
+def score_methods(
+    run: RunFolder, models: dict, x: torch.Tensor, target: torch.Tensor, config: dict, removal: tuple[float, ...]
+) -> ScoredMethods:
     """Explain ``x`` with every method of ``config["explainers"]`` on every model of ``models`` (the first one is the
     reference, "uncalibrated") and score the maps; attributions and score tables are cached in the run folder.
     ``target`` is the reference model's predicted class; each model explains the class chosen by
     ``explained_classes``, and the share of images whose class differs from the reference's is the metric
-    ``explained_class_changed``."""
+    ``explained_class_changed``. ``removal`` is the per-channel value of a pixel removed by the MIF/LIF curves
+    (``xaitrust.protocols.common.removal_fill``)."""
     reference = next(iter(models))
     tables, random_curves, deletion_curves, examples, all_maps = [], {}, {}, {}, {}
     targets = explained_classes(models, x, target, config)
@@ -150,7 +154,9 @@ def score_methods(run: RunFolder, models: dict, x: torch.Tensor, target: torch.T
             examples.setdefault(model_name, {})[method] = maps[:8]
 
             def compute():
-                rows, curves = faithfulness_rows(model, x, target, attributions, maps, config, baseline, method, model_name)
+                rows, curves = faithfulness_rows(
+                    model, x, target, attributions, maps, config, baseline, method, model_name, removal
+                )
                 run.cached_tensors(f"curves/{key}", lambda: curves)  # saved before the table that marks it finished
                 parts = [rows]
                 if method in config["lipschitz_explainers"]:
