@@ -66,6 +66,16 @@ def test_randomize_weights_by_parameters_touches_the_requested_share_of_entries(
         randomize_weights(model, 0.1, unit="neurons")
 
 
+def test_randomize_weights_can_spare_the_dense_layers():
+    model = new_model()
+    top_conv = randomize_weights(model, 0.05, seed=0, layers="convolutions")
+    assert changed_tensors(model, top_conv) == {"body.conv2.weight"}
+    every_conv = randomize_weights(model, 0.5, seed=0, unit="parameters", layers="convolutions")
+    assert changed_tensors(model, every_conv) == {"body.conv1.weight", "body.conv2.weight"}
+    with pytest.raises(XaitrustError, match="layers must be one of all, convolutions"):
+        randomize_weights(model, 0.1, layers="dense")
+
+
 def test_reinitialize_layers_changes_only_the_named_layers():
     torch.manual_seed(0)
     model = new_model()

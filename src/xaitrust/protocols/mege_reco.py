@@ -15,8 +15,10 @@ Steps (paper sections 3-4, Algorithm 1 in appendix A):
    (Fig. 5/10); muFidelity (appendix C: subsets of 15% of the pixels, baseline 0), each image scored on the model that
    did not train on it, so its mean is the mean over the ``k`` models of their held-out scores.
 4. Sanity check (section 4.2, Fig. 3/9): the same scores for degraded families. Weight noise: ``N(0, noise_std)``
-   added to the top ``noise_levels`` share of each fold model's layers (appendix E.2; ``noise_unit = "parameters"``
-   reads E.2 as a share of the weights instead); label shuffling: the k-fold family retrained with ``shuffle_levels``
+   added to the top ``noise_levels`` share of each fold model's layers (main text: "we gradually randomize 5%, 10%
+   and 30% of the predictor layers"); appendix E.2 adds the noise "to each convolution layer, with the intensity of
+   the degradation impacting on the number of parameters affected", which is ``noise_unit = "parameters"`` with
+   ``noise_layers = "convolutions"``; label shuffling: the k-fold family retrained with ``shuffle_levels``
    of D's labels switched to another class. The paper expects MeGe and ReCo to drop and muFidelity to stay flat
    (section 4.3, Fig. 4).
 5. Option ``lipschitz``: a ``lipschitz-cnn`` k-fold family scored beside the base model (section 4.5, Tables 2/3).
@@ -76,7 +78,7 @@ from ..models import available_models, build_model
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import randomize_weights, shuffle_labels, train_k_fold
-from ..training.degrade import RANDOMIZATION_UNITS
+from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS
 from .common import explain_cached, predictions, train_config
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
@@ -116,6 +118,7 @@ _PAPER = {
     "noise_levels": [0.05, 0.1, 0.3],
     "noise_std": 0.5,
     "noise_unit": "layers",
+    "noise_layers": "all",
     "shuffle_levels": [0.05, 0.1, 0.3],
     "lipschitz": True,
     "histogram_bins": 30,
@@ -151,6 +154,7 @@ SPEC = ProtocolSpec(
         "reduction": REDUCTIONS,
         "distance": tuple(DISTANCES),
         "noise_unit": RANDOMIZATION_UNITS,
+        "noise_layers": tuple(NOISE_LAYERS),
     },
 )
 
@@ -182,7 +186,8 @@ def noisy_family(base: Family, level: float, config: dict) -> Family:
     """``base`` with Gaussian weight noise on a ``level`` share of each model's layers (or weights); seeded per model,
     so it needs no checkpoint."""
     models = [
-        randomize_weights(model, level, config["noise_std"], seed=config["seed"] + i, unit=config["noise_unit"])
+        randomize_weights(model, level, config["noise_std"], seed=config["seed"] + i, unit=config["noise_unit"],
+                          layers=config["noise_layers"])
         for i, model in enumerate(base.models)
     ]
     return Family(f"{base.name}+noise-{level:g}", models, base.data_folds, base.folds, "noise", level)

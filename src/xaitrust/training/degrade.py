@@ -22,6 +22,9 @@ from ..errors import XaitrustError
 
 NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 RANDOMIZATION_UNITS = ("layers", "parameters")
+#: Which layers weight noise may reach: every weight layer, or the convolutions only (MeGe E.2: "to each convolution
+#: layer").
+NOISE_LAYERS = {"all": nn.Module, "convolutions": nn.modules.conv._ConvNd}
 
 
 def shuffle_labels(y: torch.Tensor, fraction: float, seed: int = 0, num_classes: int | None = None) -> torch.Tensor:
@@ -70,7 +73,7 @@ def parameterized_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def randomize_weights(
-    model: nn.Module, fraction: float, std: float = 0.5, seed: int = 0, unit: str = "layers"
+    model: nn.Module, fraction: float, std: float = 0.5, seed: int = 0, unit: str = "layers", layers: str = "all"
 ) -> nn.Module:
     """A copy of ``model`` with Gaussian noise ``N(0, std**2)`` added to its weights; ``model`` is left untouched.
 
@@ -79,20 +82,26 @@ def randomize_weights(
     fraction degrades at least the output layer. ``unit="parameters"`` (the reading of MeGe's appendix E.2, "the
     intensity of the degradation impacting on the number of parameters affected"): every weight entry of every layer
     gets noise with probability ``fraction``.
+
+    ``layers`` restricts the candidates: ``"all"`` weight layers, or ``"convolutions"`` only (E.2: noise added "to
+    each convolution layer"). E.2 as written is ``unit="parameters", layers="convolutions"``.
     """
     if not 0.0 <= fraction <= 1.0:
         raise XaitrustError(f"fraction to randomise must lie in [0, 1]; got {fraction}")
     if unit not in RANDOMIZATION_UNITS:
         raise XaitrustError(f"unit must be one of {', '.join(RANDOMIZATION_UNITS)}; got {unit!r}")
+    if layers not in NOISE_LAYERS:
+        raise XaitrustError(f"layers must be one of {', '.join(NOISE_LAYERS)}; got {layers!r}")
     if std < 0:
         raise XaitrustError(f"noise std must be non-negative; got {std}")
     degraded = copy.deepcopy(model)
-    layers = parameterized_layers(degraded)
+    candidates = [(name, layer) for name, layer in parameterized_layers(degraded)
+                  if isinstance(layer, NOISE_LAYERS[layers])]
     if unit == "layers":
-        layers = layers[: math.ceil(fraction * len(layers))]
+        candidates = candidates[: math.ceil(fraction * len(candidates))]
     generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        for _, layer in layers:
+        for _, layer in candidates:
             for weight in weight_parameters(layer):
                 noise = torch.randn(weight.shape, generator=generator) * std
                 if unit == "parameters":
