@@ -54,7 +54,7 @@ def faithfulness_rows(
     removal: tuple[float, ...],
 ) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
     """Deletion and insertion areas and BTR (blur replacement, C2I), the MIF/LIF area (removed pixels set to the
-    per-channel ``removal`` values, logits, x in percent, FPA), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the
+    per-channel ``removal`` values, logits, x in percent, FPA; NaN for an image whose clean logit is <= 0), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the
     deletion curves for figures."""
     btr = better_than_random(
         model, x, maps, target, config["n_superpixels"], config["n_orders"], config["seed"],
@@ -65,6 +65,9 @@ def faithfulness_rows(
     )
     curves = mif_lif(model, x, maps, target, replacement=torch.tensor(removal, dtype=x.dtype).reshape(1, -1, 1, 1))
     between = area_between(curves.mif, curves.lif)
+    # Curves divided by a clean logit <= 0 are flipped or unbounded (e.g. a Dirichlet-calibrated model, whose logits
+    # are shifted log-probabilities): their area is undefined, recorded as NaN, and summaries count the others.
+    mif_lif_area = between.per_sample.masked_fill(curves.mif.clean_score <= 0, float("nan"))
     fidelity = mu_fidelity(
         model, x, attributions, target, n_subsets=config["mu_fidelity_subsets"], output=config["output"],
         seed=config["seed"],
@@ -75,7 +78,7 @@ def faithfulness_rows(
             tidy_rows(btr.deletion.area, metric="deletion_area", **labels),
             tidy_rows(inserted.area, metric="insertion_area", **labels),
             tidy_rows(btr.better.float(), metric="better_than_random", **labels),
-            tidy_rows(between.per_sample, metric="mif_lif_area", **labels),
+            tidy_rows(mif_lif_area, metric="mif_lif_area", **labels),
             tidy_rows(fidelity, metric="mu_fidelity", **labels),
             tidy_rows(otsu_tv(maps), metric="otsu_tv", **labels),
         ]

@@ -1,0 +1,26 @@
+"""The scorecard's per-sample rows: an image whose clean logit is not positive has an undefined MIF/LIF area."""
+
+import math
+import warnings
+
+import torch
+from oracle_models import LinearModel
+
+from xaitrust.metrics.faithfulness import random_superpixel_deletion
+from xaitrust.protocols.scoring import faithfulness_rows
+
+CONFIG = {"n_superpixels": 8, "n_orders": 2, "seed": 0, "deletion_steps": 10, "replacement": "zero",
+          "output": "probability", "mu_fidelity_subsets": 8}
+
+
+def test_mif_lif_area_is_nan_where_the_clean_logit_is_not_positive():
+    weight = torch.rand(1, 1, 8, 8)
+    x = torch.rand(3, 1, 8, 8)
+    x[1] *= -1  # class 0's logit sum(w * x) < 0 for this image only
+    model, target, maps = LinearModel(weight), torch.zeros(3, dtype=torch.long), (weight * x)[:, 0]
+    baseline = random_superpixel_deletion(model, x.abs(), target, 8, 2, 0, steps=10, replacement="zero")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the clean score <= 0 warning is expected
+        rows, _ = faithfulness_rows(model, x, target, weight * x, maps, CONFIG, baseline, "m", "linear", (0.0,))
+    area = rows[rows["metric"] == "mif_lif_area"]["value"].tolist()
+    assert math.isnan(area[1]) and not math.isnan(area[0]) and not math.isnan(area[2])
