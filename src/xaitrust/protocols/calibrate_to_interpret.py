@@ -68,7 +68,8 @@ SPEC = ProtocolSpec(
     description="Temperature scaling and Dirichlet calibration vs saliency maps: SSIM, deletion, BTR, Otsu-TV, "
     "local Lipschitz, temperature sweep.",
     defaults={
-        "paper": _profile("paper", n_images=2500, lipschitz_images=150, sweep_images=256,
+        # Section 4.2: calibration sets of 2500-3000 test images, 2500 explained images from the rest.
+        "paper": _profile("paper", calibration_size=2500, n_images=2500, lipschitz_images=150, sweep_images=256,
                           sweep_factors=[0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0],
                           explainer_params={"integrated-gradients": {"steps": 30, **C2I_IG}}),
         "quick": _profile("quick", n_images=64, lipschitz_images=8, sweep_images=24,
