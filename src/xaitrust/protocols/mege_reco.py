@@ -348,8 +348,8 @@ def sanity_findings(sanity: pd.DataFrame) -> list[str]:
                 f"{clean[finite].mean():.3f} -> {strongest[finite].mean():.3f}")
         if np.isfinite(control).all():
             beyond = int((strongest[finite] - clean[finite] < control[1] - control[0]).sum())
-            line += (f"; the random control moved {control[0]:.3f} -> {control[1]:.3f}, and {beyond} methods dropped "
-                     "by more than it did")
+            line += (f"; the random control moved {control[0]:.3f} -> {control[1]:.3f}, and {beyond} of "
+                     f"{int(finite.sum())} methods fell relative to it (a change below the control's)")
         lines.append(line + ".")
     return lines
 
