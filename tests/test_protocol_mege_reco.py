@@ -92,3 +92,16 @@ def test_sanity_findings_compare_each_drop_with_the_random_control():
     (line,) = sanity_findings(sanity)
     assert line.startswith("reco under label shuffling (0.3): lower than clean for 2 of 2 methods")
     assert "random control moved 0.600 -> 0.400, and 1 of 2 methods fell relative to it" in line
+
+
+def test_lipschitz_option_scores_a_one_lipschitz_family_beside_the_base_model(tmp_path, one_torch_thread):
+    config = tmp_path / "lipschitz.toml"
+    config.write_text("lipschitz = true\n")
+    with one_torch_thread():
+        report = run_protocol("mege-reco", profile="smoke", config_file=config, out=tmp_path / "run")
+    results = pd.read_csv(tmp_path / "run" / "results.csv")
+    lipschitz = results[results["model"] == "lipschitz-cnn"]
+    assert set(lipschitz["method"]) == set(MEGE_EXPLAINERS)
+    assert set(lipschitz["metric"]) >= {"mege", "reco", "reco_balanced", "mu_fidelity"}
+    assert (tmp_path / "run" / "models" / "lipschitz-cnn").is_dir()
+    assert "lipschitz-cnn has a higher mege than cnn" in report.read_text()
