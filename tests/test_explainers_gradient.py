@@ -78,6 +78,8 @@ def test_plain_gradients_equal_the_weights_of_a_linear_model(linear, x):
     torch.testing.assert_close(get_explainer("sensitivity")(linear, x, TARGET), weights)
     torch.testing.assert_close(get_explainer("saliency")(linear, x, TARGET), weights.abs())
     torch.testing.assert_close(get_explainer("gradient-input")(linear, x, TARGET), weights * x)
+    assert (weights < 0).any()  # so that the MeGe form x * |w| differs from x * w
+    torch.testing.assert_close(get_explainer("gradient-input", gradient="absolute")(linear, x, TARGET), weights.abs() * x)
 
 
 @pytest.mark.parametrize("rule", RULES)

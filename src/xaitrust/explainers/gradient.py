@@ -6,7 +6,9 @@ With ``s`` the chosen score of the target class (``output``) and ``x`` the image
 - ``sensitivity``: the signed gradient ``ds/dx`` (Calibrate to Interpret, eq. 3; FPA's vanilla gradient VG).
   Calibrate to Interpret sums it over channels: the ``"sum"`` reduction (``xaitrust.explainers.reduce``) gives that
   map, and ``"input-sum"`` gives FPA's primed VG'.
-- ``gradient-input``: ``x * ds/dx`` (Shrikumar et al. 2016; MeGe/ReCo's GI).
+- ``gradient-input``: ``x * ds/dx`` (Shrikumar et al. 2016); with ``gradient="absolute"``, ``x * |ds/dx|``, the
+  form MeGe/ReCo's appendix B prints for GI (``x ⊙ |∂f_c/∂x|``). The two give the same ``abs-sum`` map for inputs
+  >= 0; they differ where the signed attributions are used (e.g. muFidelity's attribution sums).
 
 Captum's ``Saliency`` and ``InputXGradient`` compute the same maps; ours use plain autograd to batch the whole input
 in one pass and to honour ``output`` directly. Tests compare them with Captum.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ._autograd import score_gradients
+from ._params import choice
 from .base import Explainer, register
 
 
@@ -54,7 +57,10 @@ class Sensitivity(_InputGradient):
 @register
 class GradientInput(_InputGradient):
     name = "gradient-input"
-    description = "gradient times input x * ds/dx (Shrikumar et al. 2016)"
+    description = "gradient times input x * ds/dx (Shrikumar et al. 2016); gradient='absolute': x * |ds/dx| (MeGe)"
+
+    def __init__(self, gradient: str = "signed") -> None:
+        self.gradient = choice(self.name, "gradient", gradient, ("signed", "absolute"))
 
     def from_gradient(self, gradient, x):
-        return gradient * x
+        return (gradient.abs() if self.gradient == "absolute" else gradient) * x

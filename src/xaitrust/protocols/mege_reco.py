@@ -30,7 +30,9 @@ Choices where the paper is silent or ambiguous (each one a config key):
   and differ for that reason alone, which inflates ReCo.
 * ``output = "logit"``: appendix B explains the logit ``f_c``.
 * ``reduction = "abs-sum"``: maps are ``sum_c |a_c|`` (the paper's SA and GI formulas take absolute values; for the
-  one-channel Fashion-MNIST this is ``|a|``). muFidelity uses the raw, signed attributions.
+  one-channel Fashion-MNIST this is ``|a|``). muFidelity uses the raw attributions, as appendix B defines them:
+  signed for IG and SmoothGrad, ``|ds/dx|`` for Saliency and ``x * |ds/dx|`` for Gradient x Input
+  (``explainer_params["gradient-input"] = {"gradient": "absolute"}``; ``"signed"`` gives Shrikumar's ``x * ds/dx``).
 * Stochastic methods (SmoothGrad, RISE) use the same seed on every model, so two models' maps differ through the models
   and not through the noise draws; the Random control gets a different seed per model (with one seed all its maps
   would be identical and score MeGe = 1).
@@ -104,6 +106,7 @@ _PAPER = {
     "n_samples": 10000,
     "explainers": MEGE_EXPLAINERS,
     "explainer_params": {
+        "gradient-input": {"gradient": "absolute"},
         "integrated-gradients": {"steps": 60, "rule": "trapezoid", "baseline": "zero"},
         "smoothgrad": {"samples": 60, "sigma": 0.2},
         "rise": {"n_masks": 1000, "interpolation": "bilinear"},
@@ -134,7 +137,8 @@ SPEC = ProtocolSpec(
         "quick": dict(
             _PAPER, train_size=8000, model="cnn", model_options={}, epochs=2, n_samples=80, mu_fidelity_subsets=32,
             lipschitz=False,
-            explainer_params={"integrated-gradients": {"steps": 30, "rule": "trapezoid", "baseline": "zero"},
+            explainer_params={"gradient-input": {"gradient": "absolute"},
+                              "integrated-gradients": {"steps": 30, "rule": "trapezoid", "baseline": "zero"},
                               "smoothgrad": {"samples": 60, "sigma": 0.2},
                               "rise": {"n_masks": 500, "interpolation": "bilinear"}},
         ),
@@ -142,7 +146,8 @@ SPEC = ProtocolSpec(
             _PAPER, train_size=1000, k=3, model="cnn", model_options={"channels": [8, 16], "hidden": 32}, lr=5e-3,
             epochs=1, n_samples=20, mu_fidelity_subsets=8, noise_levels=[0.3], shuffle_levels=[0.3], lipschitz=False,
             histogram_bins=10,
-            explainer_params={"integrated-gradients": {"steps": 8}, "smoothgrad": {"samples": 4},
+            explainer_params={"gradient-input": {"gradient": "absolute"}, "integrated-gradients": {"steps": 8},
+                              "smoothgrad": {"samples": 4},
                               "rise": {"n_masks": 50}},
         ),
     },
