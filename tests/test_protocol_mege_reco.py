@@ -7,7 +7,7 @@ import tomllib
 
 from xaitrust.errors import XaitrustError
 from xaitrust.protocols import run_protocol
-from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC, sanity_findings
+from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC, findings, sanity_findings
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,22 @@ def test_sanity_findings_compare_each_drop_with_the_random_control():
     (line,) = sanity_findings(sanity)
     assert line.startswith("reco under label shuffling (0.3): lower than clean for 2 of 2 methods")
     assert "random control moved 0.600 -> 0.400, and 1 of 2 methods fell relative to it" in line
+
+
+def test_findings_say_undefined_when_every_model_misclassifies_the_explained_images():
+    # Weak fold models (e.g. a first epoch of the paper's ResNet-18 on a few hundred images) classify no explained
+    # image correctly: S= is empty and MeGe/ReCo are NaN for every method; only muFidelity is defined.
+    rows = [(metric, method, model, value)
+            for model in ("resnet18", "lipschitz-cnn") for method in ("saliency", "random")
+            for metric, value in [("mege", float("nan")), ("reco", float("nan")), ("reco_balanced", float("nan")),
+                                  ("mu_fidelity", 0.2 if method == "saliency" else 0.0)]]
+    summary = pd.DataFrame(rows, columns=["metric", "method", "model", "mean"])
+    accuracy = pd.DataFrame({"model": ["resnet18"], "fold": [0], "held_out_accuracy": [0.1]})
+    sanity = pd.DataFrame(columns=["metric", "method", "degradation", "level", "mean"])
+    lines = findings(summary, accuracy, sanity, "resnet18")
+    assert "mege on resnet18: undefined for every method (S= or S!= is empty, see the S=/S!= sizes)." in lines
+    assert "Highest mu_fidelity on resnet18: saliency (0.200); lowest: saliency (0.200); random 0.000, beaten by 1 of 1." in lines
+    assert "reco of lipschitz-cnn against resnet18: undefined for every method." in lines
 
 
 def test_lipschitz_option_scores_a_one_lipschitz_family_beside_the_base_model(tmp_path, one_torch_thread):

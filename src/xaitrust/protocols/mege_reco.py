@@ -365,27 +365,32 @@ def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame
     for family, part in accuracy.groupby("model", sort=False):
         values = part["held_out_accuracy"]
         lines.append(f"{family}: held-out accuracy {values.mean():.3f} (folds {values.min():.3f}-{values.max():.3f}).")
-    means = summary[summary["model"] == base].pivot_table(index="method", columns="metric", values="mean")
+    means = summary[summary["model"] == base].pivot_table(index="method", columns="metric", values="mean", dropna=False)
     methods = means.drop(index="random", errors="ignore")
     for metric in ("mege", "reco", "reco_balanced", "mu_fidelity"):
         column = methods[metric].dropna()
-        if len(column):
-            line = f"Highest {metric} on {base}: {column.idxmax()} ({column.max():.3f}); lowest: {column.idxmin()} " \
-                   f"({column.min():.3f})"
-            random = means.loc["random", metric] if "random" in means.index else np.nan
-            if np.isfinite(random):
-                line += f"; random {random:.3f}, beaten by {int((column > random).sum())} of {len(column)}"
-            lines.append(line + ".")
+        if not len(column):
+            lines.append(f"{metric} on {base}: undefined for every method (S= or S!= is empty, see the S=/S!= sizes).")
+            continue
+        line = f"Highest {metric} on {base}: {column.idxmax()} ({column.max():.3f}); lowest: {column.idxmin()} " \
+               f"({column.min():.3f})"
+        random = means.loc["random", metric] if "random" in means.index else np.nan
+        if np.isfinite(random):
+            line += f"; random {random:.3f}, beaten by {int((column > random).sum())} of {len(column)}"
+        lines.append(line + ".")
     lines += sanity_findings(sanity)
     if LIPSCHITZ_MODEL in set(summary["model"]) and base != LIPSCHITZ_MODEL:
         pairs = summary[summary["model"].isin([base, LIPSCHITZ_MODEL])]
-        table = pairs.pivot_table(index=["metric", "method"], columns="model", values="mean")
+        table = pairs.pivot_table(index=["metric", "method"], columns="model", values="mean", dropna=False)
         for metric in ("mege", "reco", "reco_balanced"):
             scores = table.loc[metric]
-            gain = (scores[LIPSCHITZ_MODEL] - scores[base]).drop(index="random", errors="ignore")
+            gain = (scores[LIPSCHITZ_MODEL] - scores[base]).drop(index="random", errors="ignore").dropna()
+            if not len(gain):
+                lines.append(f"{metric} of {LIPSCHITZ_MODEL} against {base}: undefined for every method.")
+                continue
             line = f"{LIPSCHITZ_MODEL} has a higher {metric} than {base} for {int((gain > 0).sum())} of {len(gain)} methods"
-            if "random" in scores.index:
-                control = scores.loc["random", LIPSCHITZ_MODEL] - scores.loc["random", base]
+            control = scores[LIPSCHITZ_MODEL].get("random", np.nan) - scores[base].get("random", np.nan)
+            if np.isfinite(control):
                 line += f"; the random control moved by {control:+.3f}, and {int((gain > control).sum())} gained more"
             lines.append(line + ".")
     return lines
