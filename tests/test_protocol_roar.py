@@ -58,6 +58,19 @@ def test_pixels_are_ranked_by_absolute_attribution_summed_over_channels(tmp_path
         assert torch.equal(ranks[image].flatten().argsort(), expected)
 
 
+def test_ties_are_broken_apart_from_the_random_rankings_permutations(tmp_path):
+    # A zero model's saliency is all ties: with random tie breaks its order is a random permutation, which must not be
+    # the random baseline's permutation of the same image.
+    data = ImageDataset(torch.rand(4, 1, 6, 6), torch.zeros(4, dtype=torch.long), ["a", "b"], split="test")
+    config = resolve_config(SPEC, "smoke", {"target": "label", "ties": "random"})
+    run = RunFolder(tmp_path, config)
+    tied = pixel_ranks(run, "sensitivity", LinearModel(torch.zeros(1, 6, 6)), data, config)
+    random = pixel_ranks(run, "random", None, data, config)
+    assert not torch.equal(tied, random)
+    for image in range(4):
+        assert sorted(tied[image].flatten().tolist()) == list(range(36))  # still a full ranking
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, one_torch_thread):
     out = tmp_path_factory.mktemp("roar") / "run"

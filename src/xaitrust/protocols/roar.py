@@ -56,8 +56,12 @@ MODES = ("roar", "kar")
 #: The methods Hooker et al. compare (the thesis' section 4.4 and 4.8), in registry names, and the random ranking.
 HOOKER_METHODS = ["saliency", "integrated-gradients", "guided-backprop", "smoothgrad", "smoothgrad-squared", "vargrad",
                   "random"]
-#: Offsets added to ``seed`` for the random rankings (and random tie breaks) of each split, so train and test differ.
+#: Offsets added to ``seed`` for the random rankings of each split, so train and test differ.
 SPLIT_SEEDS = {"train": 0, "test": 1}
+#: Further offset for the random tie breaks of a method's ranking: drawn apart from the random ranking's permutations,
+#: so that the tied pixels of a map (e.g. the zeros of IG on a black background) are not removed in the very order of
+#: the random baseline it is compared with.
+TIE_BREAK_SEED = 100
 
 _PAPER = {
     "dataset": "fashion-mnist",
@@ -141,7 +145,7 @@ def pixel_ranks(run: RunFolder, method: str, model, data: ImageDataset, config: 
         config["output"], config["explainer_batch_size"],
     )
     maps = reduce_attributions(attributions, config["reduction"])
-    return ranks_from_maps(maps, "most-important-first", seed=seed, ties=config["ties"])
+    return ranks_from_maps(maps, "most-important-first", seed=seed + TIE_BREAK_SEED, ties=config["ties"])
 
 
 def modified_images(x, ranks, fraction: float, mode: str, replacement: str, mean: torch.Tensor) -> torch.Tensor:
