@@ -1,12 +1,15 @@
 """The mege-reco protocol end to end on the smoke profile: run folder contents, score ranges, report, resumption."""
 
 
+import warnings
+
 import pandas as pd
 import pytest
 import tomllib
 
 from xaitrust.errors import XaitrustError
 from xaitrust.protocols import run_protocol
+from xaitrust.protocols.config import resolve_config
 from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC, findings, sanity_findings
 
 
@@ -92,6 +95,20 @@ def test_sanity_findings_compare_each_drop_with_the_random_control():
     (line,) = sanity_findings(sanity)
     assert line.startswith("reco under label shuffling (0.3): lower than clean for 2 of 2 methods")
     assert "random control moved 0.600 -> 0.400, and 1 of 2 methods fell relative to it" in line
+
+
+def test_noise_levels_that_degrade_the_same_layers_are_flagged():
+    from xaitrust.models import build_model
+    from xaitrust.protocols.mege_reco import warn_identical_noise_levels
+
+    cnn = build_model("cnn", 1, 10, (28, 28))  # 4 weight layers: 5% and 10% both mean ceil(...) = 1 layer
+    config = resolve_config(SPEC, "paper", {"model": "cnn", "model_options": {}})  # shares of layers
+    with pytest.warns(UserWarning, match=r"0.05 -> 1, 0.1 -> 1, 0.3 -> 2\), so those families are identical"):
+        warn_identical_noise_levels(cnn, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_identical_noise_levels(cnn, resolve_config(SPEC, "quick"))  # shares of parameters
+        warn_identical_noise_levels(cnn, dict(config, noise_levels=[0.1, 0.5]))
 
 
 def test_findings_say_undefined_when_every_model_misclassifies_the_explained_images():

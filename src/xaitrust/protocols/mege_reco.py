@@ -54,14 +54,18 @@ appendix E; all 60,000 training images; 10,000 explained images, the paper's muF
 60 samples with sigma 0.2, RISE 1000 masks; the 1-Lipschitz family). Its 8 families of 5 models are far too slow for a
 2-core CPU: it is meant for a machine with a GPU (the number of training epochs, 20, is not in the paper).
 ``quick`` uses the small ``cnn`` on 8,000 images for 2 epochs, 80 explained images, IG with 30 points, RISE with 500
-masks, muFidelity over 32 subsets and no 1-Lipschitz family (``lipschitz-cnn`` recomputes its layers' operator norms in
-every forward pass and explains tens of times slower than ``cnn``). ``smoke`` is a one-minute check: k = 3, a tiny
+masks, muFidelity over 32 subsets, no 1-Lipschitz family (``lipschitz-cnn`` recomputes its layers' operator norms in
+every forward pass and explains tens of times slower than ``cnn``) and weight noise as appendix E.2 describes it
+(``noise_unit = "parameters"``, ``noise_layers = "convolutions"``): shares of layers would make 5% and 10% of the four
+weight layers of ``cnn`` the same single layer. ``smoke`` is a one-minute check: k = 3, a tiny
 ``cnn``, 20 images, one degradation level each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -80,7 +84,7 @@ from ..models import available_models, build_model
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import randomize_weights, shuffle_labels, train_k_fold
-from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS
+from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
 from .common import explain_cached, predictions, train_config
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
@@ -136,7 +140,7 @@ SPEC = ProtocolSpec(
         "paper": _PAPER,
         "quick": dict(
             _PAPER, train_size=8000, model="cnn", model_options={}, epochs=2, n_samples=80, mu_fidelity_subsets=32,
-            lipschitz=False,
+            lipschitz=False, noise_unit="parameters", noise_layers="convolutions",
             explainer_params={"gradient-input": {"gradient": "absolute"},
                               "integrated-gradients": {"steps": 30, "rule": "trapezoid", "baseline": "zero"},
                               "smoothgrad": {"samples": 60, "sigma": 0.2},
@@ -196,6 +200,20 @@ def noisy_family(base: Family, level: float, config: dict) -> Family:
         for i, model in enumerate(base.models)
     ]
     return Family(f"{base.name}+noise-{level:g}", models, base.data_folds, base.folds, "noise", level)
+
+
+def warn_identical_noise_levels(model: torch.nn.Module, config: dict) -> None:
+    """Warn when ``noise_unit = "layers"`` makes two ``noise_levels`` degrade the same number of layers: their fold
+    models are then identical (e.g. 5% and 10% of the 4 weight layers of ``cnn`` both mean the output layer)."""
+    if config["noise_unit"] != "layers":
+        return
+    n_layers = len(noise_candidates(model, config["noise_layers"]))
+    counts = {level: math.ceil(level * n_layers) for level in config["noise_levels"]}
+    if len(set(counts.values())) < len(counts):
+        shown = ", ".join(f"{level:g} -> {count}" for level, count in counts.items())
+        warnings.warn(f"noise_levels give the same number of noisy layers of the {n_layers} of {config['model']} "
+                      f"({shown}), so those families are identical; use noise_unit = \"parameters\" or other levels",
+                      stacklevel=2)
 
 
 def explainer_params(config: dict, method: str, model_index: int) -> dict:
@@ -406,6 +424,7 @@ def execute(run: RunFolder) -> Path:
     x, labels = data.x[samples], data.y[samples]
     base_name, options = config["model"], config["model_options"]
     base = train_family(run, base_name, base_name, options, data, samples)
+    warn_identical_noise_levels(base.models[0], config)
     families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"])]
     for level in config["shuffle_levels"]:
         shuffled = dataclasses.replace(data, y=shuffle_labels(data.y, level, config["seed"], data.num_classes))

@@ -72,6 +72,12 @@ def parameterized_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return layers[::-1]
 
 
+def noise_candidates(model: nn.Module, layers: str = "all") -> list[tuple[str, nn.Module]]:
+    """The ``parameterized_layers`` that weight noise may reach under ``layers`` (``NOISE_LAYERS``), output first.
+    With ``unit="layers"``, a fraction ``f`` degrades the first ``ceil(f * len(noise_candidates(model, layers)))``."""
+    return [(name, layer) for name, layer in parameterized_layers(model) if isinstance(layer, NOISE_LAYERS[layers])]
+
+
 def randomize_weights(
     model: nn.Module, fraction: float, std: float = 0.5, seed: int = 0, unit: str = "layers", layers: str = "all"
 ) -> nn.Module:
@@ -95,8 +101,7 @@ def randomize_weights(
     if std < 0:
         raise XaitrustError(f"noise std must be non-negative; got {std}")
     degraded = copy.deepcopy(model)
-    candidates = [(name, layer) for name, layer in parameterized_layers(degraded)
-                  if isinstance(layer, NOISE_LAYERS[layers])]
+    candidates = noise_candidates(degraded, layers)
     if unit == "layers":
         candidates = candidates[: math.ceil(fraction * len(candidates))]
     generator = torch.Generator().manual_seed(int(seed))
