@@ -6,6 +6,7 @@ import warnings
 import pandas as pd
 import pytest
 import tomllib
+import torch
 
 from xaitrust.errors import XaitrustError
 from xaitrust.protocols import run_protocol
@@ -75,6 +76,15 @@ def test_unknown_config_key_is_named(tmp_path):
     config.write_text("n_sample = 5\n")
     with pytest.raises(XaitrustError, match="n_sample"):
         run_protocol("mege-reco", profile="smoke", config_file=config, out=tmp_path / "run")
+
+
+def test_label_shuffled_family_shares_the_clean_familys_folds(smoke_run):
+    from xaitrust.io import read_tensors
+
+    out, _ = smoke_run
+    clean = read_tensors(out / "models" / "cnn" / "folds.safetensors")["fold"]
+    shuffled = read_tensors(out / "models" / "cnn+shuffle-0.3" / "folds.safetensors")["fold"]
+    assert torch.equal(clean, shuffled)
 
 
 def test_profiles_keep_the_paper_parameters():

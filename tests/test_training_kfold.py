@@ -1,5 +1,6 @@
 """k-fold cross-training: fold assignment on disk, model i never sees fold i, seeds, resuming, the runner seam."""
 
+import dataclasses
 import json
 from functools import partial
 
@@ -9,7 +10,7 @@ import torch
 from xaitrust.data import stratified_kfold, stratified_sample
 from xaitrust.errors import XaitrustError
 from xaitrust.models import build_model
-from xaitrust.training import SequentialRunner, TrainConfig, load_k_fold, train_k_fold
+from xaitrust.training import SequentialRunner, TrainConfig, load_k_fold, shuffle_labels, train_k_fold
 from xaitrust.training.trainer import dataset_fingerprint
 
 factory = partial(build_model, "cnn", 1, 10, 8, channels=[4, 8], hidden=16)
@@ -54,6 +55,20 @@ def test_each_model_trains_on_all_folds_but_its_own(digits, tmp_path):
         assert key["config"]["seed"] == 4 + i
         assert torch.equal(loaded.models[i](digits.x), result.models[i](digits.x))
     assert not torch.equal(result.models[0].body.fc2.weight, result.models[1].body.fc2.weight)
+
+
+def test_folds_can_follow_other_labels_than_the_trained_ones(digits, tmp_path):
+    # A label-shuffled family is split on the clean labels, so it shares the clean family's folds.
+    shuffled = dataclasses.replace(digits, y=shuffle_labels(digits.y, 0.3, seed=0, num_classes=10))
+    runner = RecordingRunner()
+    result = train_k_fold(factory, shuffled, 3, CONFIG, tmp_path, seed=4, runner=runner, progress=False,
+                          stratify_by=digits.y)
+    assert torch.equal(result.folds, stratified_kfold(digits.y, 3, 4))
+    assert not torch.equal(result.folds, stratified_kfold(shuffled.y, 3, 4))
+    with pytest.raises(XaitrustError, match="different stratified_by"):
+        train_k_fold(factory, shuffled, 3, CONFIG, tmp_path, seed=4, runner=runner, progress=False)
+    with pytest.raises(XaitrustError, match="one label per sample"):
+        train_k_fold(factory, shuffled, 3, CONFIG, tmp_path, seed=4, runner=runner, stratify_by=digits.y[:5])
 
 
 def test_rerun_reuses_finished_folds_and_rejects_other_settings(digits, tmp_path):

@@ -182,12 +182,14 @@ class Family:
 
 
 def train_family(run: RunFolder, name: str, model_name: str, model_options: dict, data, samples, degradation="none",
-                 level=0.0) -> Family:
-    """Cross-train ``k`` models of ``model_name`` on ``data`` (or reuse the finished ones in ``models/<name>``)."""
+                 level=0.0, clean_labels=None) -> Family:
+    """Cross-train ``k`` models of ``model_name`` on ``data`` (or reuse the finished ones in ``models/<name>``). Folds
+    are stratified on ``clean_labels`` (default ``data.y``), so a label-shuffled family keeps the clean family's folds
+    and every family is compared on the same splits."""
     config = run.config
     factory = partial(build_model, model_name, data.in_channels, data.num_classes, data.image_size, **model_options)
     trained = train_k_fold(factory, data, config["k"], train_config(config), run.path / "models" / name,
-                           seed=config["seed"])
+                           seed=config["seed"], stratify_by=clean_labels)
     return Family(name, trained.models, trained.folds, trained.folds[samples], degradation, level)
 
 
@@ -429,7 +431,7 @@ def execute(run: RunFolder) -> Path:
     for level in config["shuffle_levels"]:
         shuffled = dataclasses.replace(data, y=shuffle_labels(data.y, level, config["seed"], data.num_classes))
         families.append(train_family(run, f"{base_name}+shuffle-{level:g}", base_name, options, shuffled, samples,
-                                     "shuffle", level))
+                                     "shuffle", level, clean_labels=data.y))
     if config["lipschitz"]:
         families.append(train_family(run, LIPSCHITZ_MODEL, LIPSCHITZ_MODEL, {}, data, samples))
 

@@ -83,17 +83,26 @@ def train_k_fold(
     seed: int = 0,
     runner: Runner | None = None,
     progress: bool = True,
+    stratify_by: torch.Tensor | None = None,
 ) -> KFoldResult:
     """Train ``k`` models, model ``i`` on all folds but fold ``i`` (see the module docstring for seeds and files).
 
     ``model_factory()`` builds a fresh, untrained model (called under each fold's seed). Jobs go through
     ``run_jobs(jobs, runner)``. Rerunning with the same arguments reuses what is on disk.
+
+    ``stratify_by`` (default ``dataset.y``): the labels the folds are stratified on. A family trained on corrupted
+    labels passes the clean ones, so that it shares the clean family's folds (same seed, same assignment).
     """
     out = Path(out_dir)
-    folds = stratified_kfold(dataset.y, k, seed)
+    stratify_by = dataset.y if stratify_by is None else torch.as_tensor(stratify_by)
+    if stratify_by.shape != dataset.y.shape:
+        raise XaitrustError(f"stratify_by must hold one label per sample {tuple(dataset.y.shape)}; "
+                            f"got {tuple(stratify_by.shape)}")
+    folds = stratified_kfold(stratify_by, k, seed)
     document = {
         "k": k,
         "seed": seed,
+        "stratified_by": "labels" if torch.equal(stratify_by, dataset.y) else "other labels",
         "dataset": dataset.name,
         "size": len(dataset),
         "data_fingerprint": dataset_fingerprint(dataset),
