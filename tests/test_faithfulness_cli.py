@@ -38,6 +38,25 @@ def test_evaluate_writes_tidy_rows_and_a_summary(digits_checkpoint, tmp_path):
     assert (tmp_path / "results.json").is_file()
 
 
+def test_evaluate_local_lipschitz_compares_normalised_maps_as_the_protocols_do(digits_checkpoint, tmp_path):
+    import torch
+
+    from xaitrust.cli._checkpoint import checkpoint_images
+    from xaitrust.explainers import get_explainer
+    from xaitrust.metrics import local_lipschitz
+
+    out = tmp_path / "results.csv"
+    args = ["evaluate", "--checkpoint", str(digits_checkpoint), "--explainers", "saliency", "--metrics",
+            "local-lipschitz", "--n-images", "3", "--out", str(out), "--seed", "2"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    chosen = checkpoint_images(digits_checkpoint, None, None, 3, 2)
+    expected = local_lipschitz(get_explainer("saliency"), chosen.model, chosen.x, chosen.predicted, seed=2,
+                               reduction="abs-sum", normalize=True)
+    values = torch.tensor(pd.read_csv(out)["value"].to_numpy(), dtype=expected.dtype)
+    torch.testing.assert_close(values, expected)
+
+
 def test_evaluate_rejects_an_unknown_metric(digits_checkpoint, tmp_path):
     result = CliRunner().invoke(
         cli, ["evaluate", "--checkpoint", str(digits_checkpoint), "--metrics", "deletion,accuracy", "--out", str(tmp_path / "r.csv")]

@@ -31,6 +31,7 @@ class EvaluationBatch:
     attributions: torch.Tensor
     maps: torch.Tensor
     explainer: object
+    reduction: str
     seed: int
     batch_size: int | None
     steps: int
@@ -70,7 +71,9 @@ def _otsu_tv(function, batch):
 
 
 def _local_lipschitz(function, batch):
-    return {"local-lipschitz": function(batch.explainer, batch.model, batch.x, batch.target, seed=batch.seed)}
+    # As the protocols (Calibrate to Interpret 4.6): maps after the chosen reduction, each min-max normalised.
+    return {"local-lipschitz": function(batch.explainer, batch.model, batch.x, batch.target, seed=batch.seed,
+                                        reduction=batch.reduction, normalize=True)}
 
 
 # metric name -> (module, function, adapter)
@@ -141,7 +144,8 @@ def command(checkpoint, explainers, metrics, n_images, out, dataset, data_root, 
     tables = []
     for method, explainer in methods.items():
         attributions = explainer(model, x, target)
-        batch = EvaluationBatch(model, x, target, attributions, reduce_attributions(attributions, reduction, x), explainer, seed, batch_size, steps)
+        batch = EvaluationBatch(model, x, target, attributions, reduce_attributions(attributions, reduction, x), explainer,
+                                reduction, seed, batch_size, steps)
         for name, (function, adapter) in resolved.items():
             click.echo(f"{method}: {name}", err=True)
             for metric, values in adapter(function, batch).items():
