@@ -156,6 +156,14 @@ def test_recalx_fits_one_temperature_per_bin_from_perturbed_logits():
     assert torch.allclose(recalx.temperatures_, 1 / torch.tensor([1.0, 3.0], dtype=torch.float64), rtol=0.08)
 
 
+def test_recalx_warns_about_a_level_bin_no_copy_fell_in():
+    logits, labels = calibrated_logits_source(400, k=5, seed=2)
+    levels = torch.rand(400, dtype=torch.float64) * 0.5  # nothing above 0.5: bins 2 and 3 of 4 are empty
+    with pytest.warns(UserWarning, match=r"level bin\(s\) \[2, 3\] of 4: they keep temperature 1"):
+        recalx = ReCalX(n_bins=4).fit_logits(logits, labels, levels)
+    assert recalx.temperatures_[2:].tolist() == [1.0, 1.0]
+
+
 def test_a_group_at_chance_stops_at_the_bound_without_disturbing_the_others():
     from xaitrust.calibration.temperature import TEMPERATURE_MAX, fit_temperatures
 

@@ -7,7 +7,8 @@ from xaitrust.calibration import Calibrator
 from xaitrust.errors import XaitrustError
 from xaitrust.protocols import run_protocol
 from xaitrust.protocols.config import resolve_config
-from xaitrust.protocols.recalx import SPEC
+from xaitrust.explainers import get_explainer
+from xaitrust.protocols.recalx import SPEC, explainer_params
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +56,13 @@ def test_rerun_reuses_the_run_folder(smoke_run):
 def test_bad_values_name_the_key():
     with pytest.raises(XaitrustError, match="'grouping'.*allowed: pixels, patches, superpixels"):
         resolve_config(SPEC, "smoke", {"grouping": "segments"})
+
+
+def test_explainers_replace_features_as_recalx_was_fitted():
+    config = resolve_config(SPEC, "smoke", {"replacement": "mean"})
+    for method in config["explainers"]:
+        params = explainer_params(config, method)
+        assert params["replacement"] == "mean" and params["n_samples"] == 40
+        assert get_explainer(method, **params).replacement == "mean"
+    own = resolve_config(SPEC, "smoke", {"replacement": "mean", "explainer_params": {"lime": {"replacement": "zero"}}})
+    assert explainer_params(own, "lime") == {"replacement": "zero"}

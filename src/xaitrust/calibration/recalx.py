@@ -3,7 +3,9 @@
 [0, 1] is split into ``n_bins`` equal-width bins of perturbation level (the fraction of pixels replaced; see
 ``xaitrust.calibration.perturbed``). For every calibration image and every bin ``b``, ``samples_per_bin`` perturbed
 copies are drawn: a level uniformly in the bin, then a uniformly random subset of features of that size, replaced by
-the baseline (zero by default, as in the paper). One temperature ``T_b`` per bin minimises the NLL of the perturbed
+the baseline (zero by default, as in the paper; xaitrust models take images in [0, 1] and normalise them
+themselves, so "zero" is black; ``replacement="mean"`` is the zero of the model's normalised input, the reading of
+"zero" for models that are fed normalised tensors). One temperature ``T_b`` per bin minimises the NLL of the perturbed
 copies that fall in bin ``b`` (each copy is assigned by its realised level, the same rule the calibrated model applies
 at prediction time), by L-BFGS on ``log T_b`` (``xaitrust.calibration.temperature.fit_temperatures``). The calibrated
 model then computes ``softmax(z(x) / T_b(x))`` where ``b`` is the bin of the input's perturbation level:
@@ -21,6 +23,8 @@ pixels often equal the baseline (e.g. the black background of Fashion-MNIST), he
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -96,6 +100,11 @@ class ReCalX(Calibrator):
         """Fit the bin temperatures from logits ``(N, K)`` of perturbed inputs, their labels and levels ``(N,)``."""
         logits, labels = check_logits(logits, labels)
         bins = level_bins(self._check_levels(levels, len(logits)).cpu(), self.n_bins)
+        empty = (torch.bincount(bins, minlength=self.n_bins) == 0).nonzero().flatten().tolist()
+        if empty:
+            # With few features (e.g. a handful of superpixels) no subset size may fall in a narrow bin.
+            warnings.warn(f"no perturbed copy fell in level bin(s) {empty} of {self.n_bins}: they keep temperature 1; "
+                          "use fewer bins or a finer grouping", stacklevel=2)
         self.temperatures_ = fit_temperatures(logits, labels, bins, self.n_bins)
         return self
 

@@ -10,6 +10,13 @@ on the other, held-out test images, before and after (paper Fig. 1); explain hel
 perturbation level; and compare the maps by localisation (share of positive attribution inside the object mask,
 paper Table 2), ground-truth alignment (Spearman between map and mask, the analogue of Table 1's human alignment),
 the pointing game, and deletion curves (zero replacement, each map scored on the model it explains).
+
+One perturbation for all: ``replacement`` is the baseline of ReCalX's fit, of the held-out calibration curves, of the
+explainers (unless ``explainer_params`` of a method sets its own) and of the deletion curves. ``grouping`` says which
+features ReCalX's fit and the calibration curves replace: ``"pixels"`` by default, as the paper's Fig. 1 ("share of
+replaced pixels with zeros"); KernelSHAP and LIME replace superpixels, so their coalitions are contiguous regions at
+the same level; ``grouping = "superpixels"`` fits ReCalX on the explainers' kind of perturbation instead (the paper
+leaves open which features its Captum explainers used).
 """
 
 from __future__ import annotations
@@ -96,15 +103,18 @@ def error_by_level(models: dict, held_out, config: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def explainer_params(config: dict, method: str) -> dict:
+    """``method``'s parameters: the protocol's ``replacement`` unless ``explainer_params`` sets the method's own."""
+    return {"replacement": config["replacement"], **config["explainer_params"].get(method, {})}
+
+
 def explanation_rows(run, models, x, target, masks, config) -> tuple[pd.DataFrame, dict, dict]:
     """Localisation, ground-truth alignment, pointing game and deletion area of each method's maps on each model."""
     tables, examples, curves = [], {}, {}
     for model_name, model in models.items():
         for method in config["explainers"]:
-            attributions = explain_cached(
-                run, f"{method}/{model_name}", method, config["explainer_params"].get(method, {}), model, x, target,
-                config["output"], config["explainer_batch_size"],
-            )
+            attributions = explain_cached(run, f"{method}/{model_name}", method, explainer_params(config, method),
+                                          model, x, target, config["output"], config["explainer_batch_size"])
             maps = reduce_attributions(attributions, config["reduction"], inputs=x)
             examples.setdefault(model_name, {})[method] = maps[:8]
             deleted = deletion(model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"])
