@@ -43,6 +43,15 @@ def test_gt_alignment_with_an_empty_mask_is_nan():
         assert torch.isnan(gt_alignment(torch.rand(1, 8, 8), torch.zeros(1, 8, 8, dtype=torch.bool))).all()
 
 
+def test_localization_and_pointing_game_with_an_empty_mask_are_nan(mask):
+    masks = torch.cat([mask, torch.zeros_like(mask)])  # the second image has no object
+    maps = torch.rand(2, 8, 8)
+    for score in (localization, pointing_game):
+        with pytest.warns(UserWarning, match="1 mask\\(s\\) are empty"):
+            values = score(maps, masks)
+        assert not torch.isnan(values[0]) and torch.isnan(values[1])
+
+
 def test_pointing_game_hits_misses_and_tolerance(mask):
     maps = torch.zeros(3, 8, 8)
     maps[0, 3, 3] = 1.0  # inside

@@ -13,8 +13,9 @@ The pointing game (Zhang et al. 2018) counts a hit when the map's maximum lies i
 ``tolerance`` pixels (a square, i.e. Chebyshev, neighbourhood); ties for the maximum are broken by taking the first
 maximal pixel in row-major order, as ``argmax`` does.
 
-Maps are used as given (signed or not: reduce them first). Undefined cases are NaN with a warning: no positive
-attribution (localisation), a constant map or mask (alignment), a constant map (pointing game).
+Maps are used as given (signed or not: reduce them first). Undefined cases are NaN with a warning: an empty mask (all
+three: there is no object to point at), no positive attribution (localisation), a constant map or mask (alignment),
+a constant map (pointing game).
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def _check_masks(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor,
     return maps, masks.to(maps.device)
 
 
+def _undefined_for_empty_masks(scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """``scores`` with NaN (and a warning) where the mask holds no pixel: no object, nothing to localise."""
+    empty = ~masks.bool().flatten(1).any(dim=1)
+    if empty.any():
+        warnings.warn(f"{int(empty.sum())} mask(s) are empty: their score is NaN", UserWarning, stacklevel=3)
+    return scores.masked_fill(empty, torch.nan)
+
+
 def localization(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Share ``(N,)`` of each map's positive attribution that lies inside its boolean mask ``(N, H, W)``."""
     maps, masks = _check_masks(maps, masks)
@@ -49,7 +58,7 @@ def localization(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         message = f"{int((total == 0).sum())} map(s) have no positive attribution: their localisation is NaN"
         warnings.warn(message, UserWarning, stacklevel=2)
     inside = (positive * masks.bool()).sum(dim=(1, 2))
-    return inside / torch.where(total > 0, total, torch.nan)
+    return _undefined_for_empty_masks(inside / torch.where(total > 0, total, torch.nan), masks)
 
 
 def gt_alignment(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -57,7 +66,7 @@ def gt_alignment(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     maps, masks = _check_masks(maps, masks)
     masks = masks.to(maps.dtype)
     constant = warn_constant_maps(maps, "their alignment is NaN")
-    constant |= warn_constant_maps(masks, "(annotations) their alignment is NaN")
+    constant |= warn_constant_maps(masks, "(annotations, e.g. empty masks) their alignment is NaN")
     scores = spearman(maps.flatten(1), masks.flatten(1))
     return scores.masked_fill(constant, torch.nan)
 
@@ -72,4 +81,5 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -
         region = F.max_pool2d(region, kernel_size=2 * tolerance + 1, stride=1, padding=tolerance)
     peak = maps.flatten(1).argmax(dim=1, keepdim=True)
     hits = region.flatten(1).gather(1, peak)[:, 0]
-    return hits.masked_fill(warn_constant_maps(maps, "they have no maximum: pointing game NaN"), torch.nan)
+    hits = hits.masked_fill(warn_constant_maps(maps, "they have no maximum: pointing game NaN"), torch.nan)
+    return _undefined_for_empty_masks(hits, masks)
