@@ -11,7 +11,7 @@ import torch
 from xaitrust.errors import XaitrustError
 from xaitrust.protocols import run_protocol
 from xaitrust.protocols.config import resolve_config
-from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC, findings, sanity_findings
+from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC, FamilyScores, findings, sanity_findings, separation_table
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,15 @@ def test_label_shuffled_family_shares_the_clean_familys_folds(smoke_run):
     clean = read_tensors(out / "models" / "cnn" / "folds.safetensors")["fold"]
     shuffled = read_tensors(out / "models" / "cnn+shuffle-0.3" / "folds.safetensors")["fold"]
     assert torch.equal(clean, shuffled)
+
+
+def test_separation_table_counts_the_pairs_left_out_for_an_undefined_distance():
+    nan = float("nan")
+    scored = FamilyScores(rows=pd.DataFrame(), examples={},
+                          separation={"gradcam": (torch.tensor([0.1, nan, 0.3]), torch.tensor([nan, nan, 0.9]))})
+    (row,) = separation_table({"cnn": scored}).to_dict("records")
+    assert (row["n_s_eq"], row["undefined_s_eq"], row["n_s_neq"], row["undefined_s_neq"]) == (2, 1, 1, 2)
+    assert row["mean_s_eq"] == pytest.approx(0.2) and row["mean_s_neq"] == pytest.approx(0.9)
 
 
 def test_profiles_keep_the_paper_parameters():

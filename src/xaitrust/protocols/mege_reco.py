@@ -310,13 +310,15 @@ def held_out_accuracy(run: RunFolder, family: Family, data) -> pd.DataFrame:
 
 
 def separation_table(scores: dict[str, FamilyScores]) -> pd.DataFrame:
-    """Size and mean of S= and S!= (finite distances) per family and method."""
+    """Size and mean of S= and S!= (finite distances) per family and method, and how many pairs of each set were left
+    out because their distance is undefined (e.g. Spearman with a constant map, such as an all-zero Grad-CAM)."""
     rows = []
     for family, scored in scores.items():
         for method, (s_eq, s_neq) in scored.separation.items():
-            s_eq, s_neq = s_eq[torch.isfinite(s_eq)], s_neq[torch.isfinite(s_neq)]
-            rows.append({"model": family, "method": method, "n_s_eq": len(s_eq), "n_s_neq": len(s_neq),
-                         "mean_s_eq": s_eq.double().mean().item(), "mean_s_neq": s_neq.double().mean().item()})
+            finite_eq, finite_neq = s_eq[torch.isfinite(s_eq)], s_neq[torch.isfinite(s_neq)]
+            rows.append({"model": family, "method": method, "n_s_eq": len(finite_eq), "n_s_neq": len(finite_neq),
+                         "mean_s_eq": finite_eq.double().mean().item(), "mean_s_neq": finite_neq.double().mean().item(),
+                         "undefined_s_eq": len(s_eq) - len(finite_eq), "undefined_s_neq": len(s_neq) - len(finite_neq)})
     return pd.DataFrame(rows)
 
 
