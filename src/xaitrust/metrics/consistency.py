@@ -105,7 +105,8 @@ def cross_fold_distances(
     distance = get_distance(distance)
     k, n = maps.shape[:2]
     warn_constant_maps(
-        maps.reshape(k * n, *maps.shape[2:]), "distances undefined for them (Spearman) are NaN and left out of MeGe/ReCo"
+        maps.reshape(k * n, *maps.shape[2:]),
+        "distances that are undefined for them (e.g. Spearman) are NaN and left out of MeGe/ReCo"
     )
     prepared = distance.prepare(maps.reshape(k * n, *maps.shape[2:]))
     prepared = prepared.reshape(k, n, *prepared.shape[1:])

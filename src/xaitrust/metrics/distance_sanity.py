@@ -2,10 +2,11 @@
 
 1. Moving point (F.1): a point of interest starts at the left of a ``size x size`` image (32 in the paper) and moves
    to the right in ``n_positions`` (100) interpolated steps; the distance between the first image and each step must
-   grow monotonically with the displacement. The point is a cone ``max(0, 1 - r / radius)`` around a continuous
-   centre on the middle row (the paper does not give its shape; a compact support keeps the background flat).
+   grow monotonically with the displacement. The point is a raised-cosine bump ``(1 + cos(pi r / radius)) / 2``
+   (0 beyond ``radius``) around a continuous centre on the middle row (the paper does not give its shape; a compact
+   support keeps the background flat).
 2. Noise (F.2): isotropic Gaussian noise of growing ``sigma`` is added to an image ``repeats`` (50) times per sigma;
-   the mean distance to the clean image must grow monotonically with ``sigma``. The clean image is the cone at the
+   the mean distance to the clean image must grow monotonically with ``sigma``. The clean image is the bump at the
    centre.
 
 "Monotonic" is checked as: the curve never falls more than ``tolerance`` (5% by default, relative to its largest
