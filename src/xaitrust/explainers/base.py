@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import XaitrustError
+from ..model_mode import evaluation_mode
 from ..outputs import check_output, check_target
 
 _REGISTRY: dict[str, type["Explainer"]] = {}
@@ -23,7 +24,8 @@ class Explainer:
     ``__init__`` (validated there), and implement ``attribute(model, x, target, output)``.
 
     ``x`` is a float ``(B, C, H, W)`` batch on the model's device and ``target`` an int64 ``(B,)`` tensor when
-    ``attribute`` is called; randomness comes from ``self.seed`` through ``self.generator(device)``.
+    ``attribute`` is called, and the model is in eval mode (``evaluation_mode``: each module gets its own train/eval
+    flag back afterwards); randomness comes from ``self.seed`` through ``self.generator(device)``.
     """
 
     name: str = ""
@@ -36,12 +38,8 @@ class Explainer:
         device = next(iter(model.parameters()), torch.empty(0)).device
         x = x.to(device)
         target = check_target(target, len(x), getattr(model, "num_classes", None), device=device)
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluation_mode(model):
             attributions = self.attribute(model, x, target, output)
-        finally:
-            model.train(was_training)
         return attributions.detach()
 
     def attribute(self, model, x, target, output):

@@ -22,6 +22,8 @@ import weakref
 
 import torch
 
+from ..model_mode import evaluation_mode
+
 MEMORY_BUDGET_BYTES = 256 * 2**20
 MAX_BATCH = 1024
 MIN_PROBE_BATCH = 16
@@ -38,13 +40,9 @@ def auto_batch_size(model: torch.nn.Module, sample_shape, device=None, max_batch
     key = (tuple(int(s) for s in sample_shape), str(device), int(max_batch))
     cached = _CACHE.setdefault(model, {})
     if key not in cached:
-        was_training = model.training
-        model.eval()  # the probe must not update batch-norm statistics
-        try:
+        with evaluation_mode(model):  # the probe must not update batch-norm statistics
             bound = memory_bound(model, key[0], device, max_batch)
             cached[key] = fastest_batch_size(model, key[0], device, bound)
-        finally:
-            model.train(was_training)
     return cached[key]
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 
 from ..errors import XaitrustError
+from ..model_mode import evaluation_mode
 from ..outputs import check_output, check_target, target_scores
 from .batching import auto_batch_size
 from .replacement import make_replacement
@@ -115,8 +116,9 @@ def masked_scores(
 
     ``scores[b, m] = s(model(x[b] * keep[b, m] + r[b] * (1 - keep[b, m])))[target[b]]`` where ``r`` is the
     replacement image (``make_replacement``) and ``s`` the chosen ``output``. Runs without gradients and in eval
-    mode, in chunks of ``batch_size`` masked images (chosen by ``auto_batch_size`` when ``None``), on the model's
-    device. ``progress``, if given, is called with the number of masked images finished after each chunk.
+    mode (``evaluation_mode``: each module gets its own train/eval flag back afterwards), in chunks of ``batch_size``
+    masked images (chosen by ``auto_batch_size`` when ``None``), on the model's device. ``progress``, if given, is
+    called with the number of masked images finished after each chunk.
     """
     check_output(output)
     _check_images(x)
@@ -165,20 +167,15 @@ def _masked_map(model, x, masks, reduce, *, replacement, mean, batch_size, gener
         batch_size = auto_batch_size(model, x.shape[1:], device)
     level_aware = accepts_perturbation_level(model)
     chunks = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for image_index, keep, inputs in _masked_chunks(x, masks, base, batch_size):
-                if level_aware:
-                    logits = model(inputs, perturbation_level=1.0 - keep.mean(dim=(1, 2, 3)))
-                else:
-                    logits = model(inputs)
-                chunks.append(reduce(logits, image_index))
-                if progress is not None:
-                    progress(len(image_index))
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), torch.no_grad():
+        for image_index, keep, inputs in _masked_chunks(x, masks, base, batch_size):
+            if level_aware:
+                logits = model(inputs, perturbation_level=1.0 - keep.mean(dim=(1, 2, 3)))
+            else:
+                logits = model(inputs)
+            chunks.append(reduce(logits, image_index))
+            if progress is not None:
+                progress(len(image_index))
     if not chunks:
         return torch.empty(n_images, n_masks, device=device)
     values = torch.cat(chunks)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import ImageDataset
 from ..errors import XaitrustError
+from ..model_mode import evaluation_mode
 from .augment import augment_batch
 from .checkpoint import checkpoint_files, save_checkpoint
 from .config import TrainConfig
@@ -76,14 +77,12 @@ def evaluate_accuracy(model: torch.nn.Module, dataset: ImageDataset, batch_size:
     """Share of ``dataset`` whose arg-max logit is the label (model in eval mode, batches on the model's device)."""
     if len(dataset) == 0:
         raise XaitrustError("cannot measure accuracy on an empty dataset")
-    was_training = model.training
-    model.eval()
     device = _device(model)
     correct = 0
-    for start in range(0, len(dataset), batch_size):
-        logits = model(dataset.x[start:start + batch_size].to(device))
-        correct += (logits.argmax(dim=1).cpu() == dataset.y[start:start + batch_size]).sum().item()
-    model.train(was_training)
+    with evaluation_mode(model):
+        for start in range(0, len(dataset), batch_size):
+            logits = model(dataset.x[start:start + batch_size].to(device))
+            correct += (logits.argmax(dim=1).cpu() == dataset.y[start:start + batch_size]).sum().item()
     return correct / len(dataset)
 
 
