@@ -6,9 +6,10 @@ from torch import nn
 
 from oracle_models import LinearModel, PixelModel
 from xaitrust.errors import XaitrustError
+from xaitrust.explainers import get_explainer
 from xaitrust.perturb import batching
 from xaitrust.perturb.engine import RankedMasks, masked_logits, masked_scores
-from xaitrust.perturb.replacement import gaussian_blur
+from xaitrust.perturb.replacement import gaussian_blur, make_replacement
 
 
 def test_scores_equal_the_closed_form_of_a_linear_model_for_any_chunk_size():
@@ -101,3 +102,36 @@ def test_bad_batch_size_is_rejected():
 def test_per_image_counts_must_match_the_batch():
     with pytest.raises(XaitrustError, match="per-image counts"):
         RankedMasks(torch.zeros(2, 1, 2, 2, dtype=torch.long), torch.zeros(3, 4, dtype=torch.long))
+
+
+def test_uniform_noise_is_one_image_shared_by_the_batch():
+    x = torch.rand(3, 2, 4, 4)
+    noise = make_replacement(x, "uniform", generator=torch.Generator().manual_seed(0))
+    alone = make_replacement(x[1:2], "uniform", generator=torch.Generator().manual_seed(0))
+    assert noise.shape == x.shape and 0 <= noise.min() and noise.max() < 1
+    torch.testing.assert_close(noise, alone.expand_as(x), rtol=0, atol=0)
+
+
+UNIFORM = [
+    ("rise", {"n_masks": 50, "grid_size": 3}),
+    ("occlusion", {"window": 3, "stride": 2}),
+    ("kernelshap", {"n_samples": 40, "features": "patches", "patch_size": 4}),
+    ("lime", {"n_samples": 40, "features": "patches", "patch_size": 4}),
+    ("meaningful-perturbation", {"steps": 10, "mask_size": 6}),
+]
+
+
+@pytest.mark.parametrize("name, params", UNIFORM, ids=[name for name, _ in UNIFORM])
+def test_uniform_replacement_gives_an_image_the_same_map_alone_and_in_a_batch(name, params):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)
+    )
+    model.num_classes = 3
+    x = torch.rand(3, 1, 12, 12)
+    target = torch.tensor([0, 2, 1])
+    explainer = get_explainer(name, replacement="uniform", **params)
+    batch = explainer(model, x, target, output="probability")
+    alone = torch.cat([explainer(model, x[b : b + 1], target[b : b + 1], output="probability") for b in range(3)])
+    assert batch.abs().max() > 0
+    torch.testing.assert_close(batch, alone, rtol=0, atol=1e-5)

@@ -1,4 +1,9 @@
-"""What a removed pixel is replaced by: zero, a constant, the per-channel mean, a blurred copy, noise, or a tensor."""
+"""What a removed pixel is replaced by: zero, a constant, the per-channel mean, a blurred copy, noise, or a tensor.
+
+The noise (``"uniform"``) is one noise image drawn from the generator and shared by every image of the batch (as
+SmoothGrad shares its noise), so an image's noise does not depend on the batch it comes in, and the explainers that
+replace pixels by noise give an image the same map whether it is explained alone or in a batch.
+"""
 
 from __future__ import annotations
 
@@ -53,8 +58,8 @@ def make_replacement(
         x: images ``(B, C, H, W)``.
         replacement: ``"zero"``; a number (constant); ``"mean"`` (per-channel ``mean``, e.g. the dataset's mean, which
             every xaitrust model stores as ``model.input_mean``; when not given, the batch's own per-channel mean);
-            ``"blur"`` (Gaussian blur of ``x``); ``"uniform"`` (U(0, 1) noise drawn with ``generator``); or a tensor
-            broadcastable to ``x``.
+            ``"blur"`` (Gaussian blur of ``x``); ``"uniform"`` (one U(0, 1) noise image ``(1, C, H, W)`` drawn with
+            ``generator``, shared by every image of the batch); or a tensor broadcastable to ``x``.
     """
     if isinstance(replacement, torch.Tensor):
         try:
@@ -74,15 +79,17 @@ def make_replacement(
     if replacement == "blur":
         return gaussian_blur(x, blur_kernel_size, blur_sigma)
     if replacement == "uniform":
-        noise = torch.rand(x.shape, generator=generator, device="cpu" if generator is None else generator.device)
-        return noise.to(device=x.device, dtype=x.dtype)
+        device = "cpu" if generator is None else generator.device
+        noise = torch.rand((1, *x.shape[1:]), generator=generator, device=device)
+        return torch.broadcast_to(noise.to(device=x.device, dtype=x.dtype), x.shape)
     raise XaitrustError(f"replacement must be one of {', '.join(REPLACEMENTS)}, a number or a tensor; got {replacement!r}")
 
 
 def seeded_replacement(x: torch.Tensor, replacement, seed: int):
-    """``replacement`` with its randomness fixed by ``seed``: ``"uniform"`` becomes the noise image ``(B, C, H, W)``
-    drawn from a generator seeded with ``seed``; any other replacement is returned unchanged. Metrics call this once
-    so that every curve of one call (and a map's curve and its random baseline) sees the same noise."""
+    """``replacement`` with its randomness fixed by ``seed``: ``"uniform"`` becomes the noise image drawn from a
+    generator seeded with ``seed`` (broadcast to ``x``'s shape ``(B, C, H, W)``); any other replacement is returned
+    unchanged. Metrics call this once so that every curve of one call (and a map's curve and its random baseline)
+    sees the same noise."""
     if isinstance(replacement, str) and replacement == "uniform":
         return make_replacement(x, "uniform", generator=torch.Generator().manual_seed(int(seed)))
     return replacement
