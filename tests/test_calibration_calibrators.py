@@ -156,6 +156,17 @@ def test_recalx_fits_one_temperature_per_bin_from_perturbed_logits():
     assert torch.allclose(recalx.temperatures_, 1 / torch.tensor([1.0, 3.0], dtype=torch.float64), rtol=0.08)
 
 
+def test_perturbed_logits_with_noise_replacement_are_fixed_by_the_seed():
+    from xaitrust.calibration.perturbed import perturbed_logits
+
+    model, x = Linear(), torch.rand(4, 1, 4, 4)
+    first, levels = perturbed_logits(model, x, torch.tensor([0.5]), repeats=2, replacement="uniform", seed=1)
+    torch.manual_seed(123)  # the global random state must not matter
+    again, _ = perturbed_logits(model, x, torch.tensor([0.5]), repeats=2, replacement="uniform", seed=1)
+    torch.testing.assert_close(first, again)
+    assert torch.all(levels == 0.5)
+
+
 def test_recalx_warns_about_a_level_bin_no_copy_fell_in():
     logits, labels = calibrated_logits_source(400, k=5, seed=2)
     levels = torch.rand(400, dtype=torch.float64) * 0.5  # nothing above 0.5: bins 2 and 3 of 4 are empty

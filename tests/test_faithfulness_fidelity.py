@@ -91,6 +91,15 @@ def test_mu_fidelity_of_unrelated_attributions_is_far_from_one_and_seeded():
     torch.testing.assert_close(first[1:], mu_fidelity(model, x[1:], noise[1:], 0, seed=1))
 
 
+def test_mu_fidelity_with_a_noise_baseline_is_fixed_by_the_seed():
+    model, x, _ = _linear_case(size=8)
+    noise = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    first = mu_fidelity(model, x, noise, 0, baseline="uniform", seed=1)
+    torch.manual_seed(123)  # the global random state must not matter
+    torch.testing.assert_close(first, mu_fidelity(model, x, noise, 0, baseline="uniform", seed=1))
+    torch.testing.assert_close(first[1:], mu_fidelity(model, x[1:], noise[1:], 0, baseline="uniform", seed=1))
+
+
 def test_mu_fidelity_of_a_constant_map_is_nan_with_a_warning():
     model, x, _ = _linear_case(size=8)
     with pytest.warns(UserWarning, match="1 of 3 samples have constant"):

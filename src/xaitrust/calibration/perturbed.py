@@ -20,6 +20,7 @@ import torch
 from ..errors import XaitrustError
 from ..perturb import RankedMasks, masked_logits
 from ..perturb.orders import counts_from_fractions, random_segment_ranks
+from ..perturb.replacement import seeded_replacement
 from ..perturb.segments import feature_groups, patches
 
 GROUPINGS = ("pixels", "patches", "superpixels")
@@ -72,9 +73,10 @@ def perturbed_logits(
     else:
         counts = torch.round(fractions * n_features.double()[:, None].to(fractions.device)).long()
     levels = _pixel_levels(ranks.flatten(1), counts.to(ranks.device))
+    copies = x.repeat_interleave(repeats, dim=0)
     logits = masked_logits(
-        model, x.repeat_interleave(repeats, dim=0), RankedMasks(ranks, counts, mode="delete"),
-        replacement=replacement, batch_size=batch_size,
+        model, copies, RankedMasks(ranks, counts, mode="delete"),
+        replacement=seeded_replacement(copies, replacement, seed), batch_size=batch_size,
     )
     return logits, levels
 

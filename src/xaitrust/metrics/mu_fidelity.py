@@ -19,6 +19,7 @@ import torch
 from ..errors import XaitrustError
 from ..perturb.engine import masked_scores
 from ..perturb.orders import random_permutations
+from ..perturb.replacement import seeded_replacement
 from ..perturb.segments import patches
 from ._validation import check_attributions, check_images
 from .correlation import pearson
@@ -63,7 +64,8 @@ def mu_fidelity(
     size = max(1, round(subset_fraction * n_features))
     in_subset = random_permutations(n_subsets, n_features, seed, x.device) < size
     keep = torch.cat([torch.ones(1, n_features, device=x.device), (~in_subset).float()])[:, features].unsqueeze(1)
-    scores = masked_scores(model, x, keep, target, replacement=baseline, output=output, batch_size=batch_size)
+    scores = masked_scores(model, x, keep, target, replacement=seeded_replacement(x, baseline, seed), output=output,
+                           batch_size=batch_size)
     drops = scores[:, :1] - scores[:, 1:]
     pixel_mass = attributions.sum(dim=1) if attributions.ndim == 4 else attributions
     feature_mass = torch.zeros(len(x), n_features, device=x.device, dtype=pixel_mass.dtype)
