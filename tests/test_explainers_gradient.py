@@ -1,7 +1,9 @@
 """Gradient-family explainers: closed-form oracles on a linear model, completeness, and agreement with Captum."""
 
 import copy
+import warnings
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import DeepLift, GuidedBackprop, InputXGradient, IntegratedGradients, Saliency
@@ -183,6 +185,7 @@ def test_noise_free_smoothgrad_is_the_gradient(net, images):
     torch.testing.assert_close(get_explainer("vargrad", samples=3, sigma=0.0)(net, images, 2), torch.zeros_like(gradient))
 
 
+@pytest.mark.filterwarnings("ignore:deeplift.*summation-to-delta")  # the max pooling of net
 def test_propagation_methods_agree_with_captum_and_restore_in_place_relus(net, images):
     net = copy.deepcopy(net)
     target = torch.tensor([0, 1, 2, 2])
@@ -197,13 +200,44 @@ def test_propagation_methods_agree_with_captum_and_restore_in_place_relus(net, i
     torch.testing.assert_close(deeplift, theirs)
 
 
-def test_deeplift_sums_to_the_score_difference(images):
+def test_deeplift_sums_to_the_score_difference_without_warning(images):
     # Captum's max-pooling rule breaks summation-to-delta, so this oracle uses average pooling.
     net = SmallNet(pool=nn.AvgPool2d)
     target = torch.tensor([1, 0, 2, 1])
-    attributions = get_explainer("deeplift")(net, images, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attributions = get_explainer("deeplift")(net, images, target)
     gap = (net(images) - net(torch.zeros_like(images))).gather(1, target[:, None]).squeeze(1).detach()
     torch.testing.assert_close(attributions.sum(dim=(1, 2, 3)), gap, atol=1e-5, rtol=1e-4)
+
+
+def test_deeplift_warns_when_max_pooling_breaks_summation_to_delta():
+    model = build_model("cnn", 1, 10, (28, 28))
+    with pytest.warns(UserWarning, match=r"deeplift: .* miss summation-to-delta by up to .* \(tolerance 1%\)"):
+        get_explainer("deeplift")(model, torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("activation, module", [("maxmin", "MaxMin"), ("prelu", "BoundedPReLU")])
+@pytest.mark.parametrize("name", ["guided-backprop", "deeplift", "lrp"])
+def test_propagation_methods_refuse_activations_they_have_no_rule_for(name, activation, module):
+    # Captum would pass these activations their plain gradient: guided-backprop would silently equal sensitivity and
+    # deeplift gradient-input. The spectrally normalised (parametrized) convolutions are layers with a rule.
+    model = build_model("lipschitz-cnn", 1, 10, (28, 28), activation=activation)
+    with pytest.raises(XaitrustError, match=rf"^{name} has no rule for {module}: .* another explainer") as error:
+        get_explainer(name)(model, torch.rand(2, 1, 28, 28), 1)
+    assert "UnitOperatorNorm" not in str(error.value)
+
+
+def test_each_propagation_method_accepts_exactly_the_activations_captum_has_a_rule_for(images):
+    class SubclassedReLU(nn.ReLU):
+        """Captum's DeepLIFT matches module types exactly, so it would not apply its rule here."""
+
+    elu = SmallNet(pool=nn.AvgPool2d, activation=nn.ELU)
+    assert get_explainer("deeplift")(elu, images, 1).abs().sum() > 0
+    with pytest.raises(XaitrustError, match="guided-backprop has no rule for ELU"):
+        get_explainer("guided-backprop")(elu, images, 1)
+    with pytest.raises(XaitrustError, match="deeplift has no rule for SubclassedReLU"):
+        get_explainer("deeplift")(SmallNet(activation=SubclassedReLU), images, 1)
 
 
 def test_lrp_epsilon_zero_is_gradient_times_normalised_input(net, images):
@@ -240,6 +274,7 @@ PARAMS = {"integrated-gradients": {"steps": 8}, "smoothgrad": {"samples": 5}, "s
 
 
 @pytest.mark.parametrize("name", BATCH_INVARIANT)
+@pytest.mark.filterwarnings("ignore:deeplift.*summation-to-delta")  # the max pooling of net
 def test_batch_equals_items_one_by_one(net, images, name):
     target = torch.tensor([0, 1, 2, 1])
     explainer = get_explainer(name, **PARAMS.get(name, {}))
@@ -282,7 +317,40 @@ def test_bad_inputs_and_parameters_raise_clear_errors(net, images):
         get_explainer("saliency", steps=3)
 
 
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("integrated-gradients", {"steps": 10.0}, "integrated-gradients: steps must be a positive integer"),
+        ("integrated-gradients", {"steps": True}, "integrated-gradients: steps must be a positive integer"),
+        ("integrated-gradients", {"batch_size": 0}, "integrated-gradients: batch_size must be a positive integer"),
+        ("integrated-gradients", {"baseline": float("nan")}, "integrated-gradients: baseline must be one of"),
+        ("integrated-gradients", {"rule": None}, "integrated-gradients: rule must be one of"),
+        ("smoothgrad", {"samples": "60"}, "smoothgrad: samples must be a positive integer"),
+        ("vargrad", {"seed": 1.5}, "vargrad: seed must be an integer"),
+        ("smoothgrad-squared", {"sigma": float("inf")}, "smoothgrad-squared: sigma must be a finite number >= 0"),
+        ("gradient-input", {"gradient": "abs"}, "gradient-input: gradient must be one of signed, absolute"),
+        ("lrp", {"epsilon": "1e-6"}, "lrp: epsilon must be a finite number >= 0"),
+    ],
+)
+def test_bad_gradient_parameters_are_refused_when_built(name, params, message):
+    with pytest.raises(XaitrustError, match=message):
+        get_explainer(name, **params)
+
+
+def test_numpy_numbers_are_taken_as_plain_numbers(net, images):
+    explainer = get_explainer(
+        "integrated-gradients", steps=np.int64(4), batch_size=np.int32(3), baseline=np.float32(0.5)
+    )
+    assert (explainer.steps, explainer.batch_size, explainer.baseline) == (4, 3, 0.5)
+    assert type(explainer.steps) is int and type(explainer.batch_size) is int and type(explainer.baseline) is float
+    smoothgrad = get_explainer("smoothgrad", samples=np.int64(3), sigma=np.float64(0.1), seed=np.int64(2))
+    assert type(smoothgrad.samples) is int and type(smoothgrad.seed) is int
+    expected = get_explainer("integrated-gradients", steps=4, baseline=0.5)(net, images, 0)
+    torch.testing.assert_close(explainer(net, images, 0), expected)
+
+
 @pytest.mark.parametrize("name, options", [("cnn", {}), ("resnet18", {"base_filters": 4})])
+@pytest.mark.filterwarnings("ignore:deeplift.*summation-to-delta")  # the max pooling of cnn
 def test_lrp_and_deeplift_handle_the_library_models(name, options):
     model = build_model(name, 3, 4, (16, 16), mean=[0.5, 0.4, 0.3], **options)
     images = torch.rand(2, 3, 16, 16)

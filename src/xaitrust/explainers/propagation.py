@@ -1,20 +1,38 @@
 """Explainers that propagate a modified signal backwards through the layers: Guided Backpropagation, DeepLIFT, LRP.
 
+Each method has a rule for some non-linear modules; any other non-linear module would pass its plain gradient, which
+silently turns the method into another one (on ``lipschitz-cnn``, whose activations are ``MaxMin``, Guided
+Backpropagation would be the plain gradient and DeepLIFT gradient times input). So every layer of the model must be
+linear (``LINEAR_LAYERS``), pass its input on (``PASS_LAYERS``) or have one of the non-linear types the method
+handles (the exact type, as Captum's DeepLIFT matches it), else the explainer raises an error naming the other
+types. A parametrized layer (``torch.nn.utils.parametrize``, e.g. ``lipschitz-cnn``'s normalised convolutions) is one
+layer of its own class (a subclass of ``nn.Conv2d``, ...). Operations done outside modules (a residual addition, a
+functional ReLU) cannot be checked: they pass their plain gradient.
+
 - ``guided-backprop`` (Springenberg et al. 2015): the gradient in which every ReLU also zeroes negative incoming
-  gradients. Captum's ``GuidedBackprop``: it hooks ``nn.ReLU`` modules, so ReLUs applied as functions are not guided.
+  gradients. Captum's ``GuidedBackprop``: it hooks ``nn.ReLU`` modules only, so ReLUs applied as functions are not
+  guided. Max pools pass the gradient to their maximum (the "switches" of Zeiler & Fergus's deconvnet, on which
+  guided backpropagation builds).
 - ``deeplift`` (Shrikumar et al. 2017, Rescale rule): ``(x - x0) * m`` with multipliers ``m`` propagated from the black
-  image ``x0 = 0``. Captum's ``DeepLift``: it hooks non-linear modules (``nn.ReLU``, ``nn.MaxPool2d``, ...), so each
-  such module must be used once per forward pass (no module reused at two places of the network); functional
-  non-linearities fall back to their gradient.
+  image ``x0 = 0``. Captum's ``DeepLift``: it hooks the non-linear modules of its ``SUPPORTED_NON_LINEAR``
+  (``nn.ReLU``, ``nn.ELU``, ``nn.LeakyReLU``, ``nn.Sigmoid``, ``nn.Tanh``, ``nn.Softplus``, max pools, ``nn.Softmax``),
+  so each such module must be used once per forward pass (no module reused at two places of the network).
+  DeepLIFT's summation-to-delta, ``sum(attributions) = s(x) - s(x0)``, holds exactly for ReLU networks with average
+  pooling, but not with Captum 0.9's rule for max pooling: on the ``cnn`` model, attribution sums of
+  [-0.310, -0.068, 0.744] against score differences of [-0.254, -0.150, 0.732]. Nor does it hold through
+  non-linearities outside modules, such as the softmax of ``output="probability"``. The explainer measures Captum's
+  convergence delta ``sum(attributions) - (s(x) - s(x0))`` and warns when its largest magnitude over the batch exceeds
+  ``DEEPLIFT_TOLERANCE`` (1%) of the largest ``|s(x) - s(x0)|``; relative to the batch's largest score difference, not
+  image by image, since an image whose score barely moves would make any float rounding look large.
 - ``lrp`` (Bach et al. 2015; Calibrate to Interpret eq. 6), the epsilon rule
   ``R_j = sum_k a_j w_jk / (z_k + epsilon sign(z_k)) R_k`` with ``z_k = sum_j a_j w_jk + b_k``. Our own code (Captum's
   ``LRP`` has no rule for ``nn.Flatten``, which our models use): for ReLU networks LRP-epsilon is gradient times input
   with every linear layer's backward pass scaled by ``z / (z + epsilon sign(z))`` (Ancona et al. 2018), done here by
-  forward hooks on ``nn.Conv*``, ``nn.Linear``, ``nn.BatchNorm*`` and average pools. ReLUs, max pools (winner takes
-  all), flatten, dropout and identities pass the signal unchanged; any other module type raises an error. Operations
-  done outside modules (a residual addition, a functional ReLU) pass their plain gradient. The relevance is that of
-  the model's normalised input ``(x - mean) / std``, assigned to the pixel it came from: ``(x - mean) * dR/dx``. The
-  relevance is seeded with ``z * ds/dz`` at the logits ``z``, i.e. the target logit itself when ``output="logit"``.
+  forward hooks on the ``LINEAR_LAYERS`` (``nn.Conv*``, ``nn.Linear``, ``nn.BatchNorm*`` and average pools). ReLUs,
+  max pools (winner takes all) and the ``PASS_LAYERS`` (flatten, dropout, identities) pass the signal unchanged. The
+  relevance is that of the model's normalised input ``(x - mean) / std``, assigned to the pixel it came from:
+  ``(x - mean) * dR/dx``. The relevance is seeded with ``z * ds/dz`` at the logits ``z``, i.e. the target logit itself
+  when ``output="logit"``.
 
 Captum runs under ``output`` by wrapping the model in ``ScoreModel`` (logits to the chosen scores). In-place ReLUs are
 switched to out-of-place for the call (Captum's hooks cannot see through in-place operations) and restored afterwards.
@@ -28,7 +46,9 @@ from contextlib import contextmanager
 import torch
 from captum.attr import DeepLift as CaptumDeepLift
 from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..errors import XaitrustError
 from ..outputs import scores_from_logits
@@ -36,9 +56,11 @@ from ._autograd import score_gradients
 from ._params import non_negative_float
 from .base import Explainer, register
 
-LRP_EPSILON_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+LINEAR_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 # An empty nn.Sequential (e.g. a residual block's identity shortcut) is a leaf that passes its input on.
-LRP_PASS_LAYERS = (nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Sequential)
+PASS_LAYERS = (nn.Flatten, nn.Dropout, nn.Identity, nn.Sequential)
+# DeepLIFT warns when it misses summation-to-delta by more than this share of the batch's largest score difference.
+DEEPLIFT_TOLERANCE = 0.01
 
 
 class ScoreModel(nn.Module):
@@ -66,23 +88,56 @@ def out_of_place_relus(model: nn.Module):
             module.inplace = True
 
 
+def layers(model: nn.Module) -> list[nn.Module]:
+    """The layers of ``model``: its modules that hold no other module, a parametrized layer counting as one (the
+    modules of its parametrizations transform its weights, not the signal)."""
+    parametrizations = {
+        inner for module in model.modules() if parametrize.is_parametrized(module)
+        for inner in module.parametrizations.modules()
+    }
+    return [
+        m for m in model.modules()
+        if m not in parametrizations and all(child in parametrizations for child in m.children())
+    ]
+
+
+def check_layers(method: str, model: nn.Module, non_linear: tuple[type, ...]) -> list[nn.Module]:
+    """The ``layers`` of ``model``, each linear, passing its input on or exactly of a type in ``non_linear`` (those
+    ``method`` has a rule for); any other layer would pass its plain gradient, so it raises a clear error."""
+    found = layers(model)
+    unsupported = sorted(
+        {type(m).__name__ for m in found if not (isinstance(m, LINEAR_LAYERS + PASS_LAYERS) or type(m) in non_linear)}
+    )
+    if unsupported:
+        supported = ", ".join(t.__name__ for t in LINEAR_LAYERS + PASS_LAYERS + non_linear)
+        raise XaitrustError(
+            f"{method} has no rule for {', '.join(unsupported)}: a module without one passes its plain gradient, "
+            f"silently giving another method. Explain this model with another explainer, or build it from supported "
+            f"modules: {supported}"
+        )
+    return found
+
+
 class _CaptumPropagation(Explainer):
-    """Runs a Captum attribution method on ``ScoreModel(model, output)``."""
+    """Runs a Captum attribution method on ``ScoreModel(model, output)``, once ``check_layers`` has found a rule for
+    every non-linear module of the model among ``non_linear``."""
 
     captum_method: type
+    non_linear: tuple[type, ...]
 
     def __init__(self) -> None:
         pass
 
     def attribute(self, model, x, target, output):
+        check_layers(self.name, model, self.non_linear)
         with out_of_place_relus(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Setting .*hooks", category=UserWarning)
             method = self.captum_method(ScoreModel(model, output))
-            inputs = x.detach().requires_grad_(True)
-            return method.attribute(inputs, target=target, **self.captum_arguments(x)).to(x.dtype)
+            return self.run(method, x.detach().requires_grad_(True), target).to(x.dtype)
 
-    def captum_arguments(self, x: torch.Tensor) -> dict:
-        return {}
+    def run(self, method, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The attributions of Captum's ``method`` for ``inputs``."""
+        return method.attribute(inputs, target=target)
 
 
 @register
@@ -90,16 +145,36 @@ class GuidedBackprop(_CaptumPropagation):
     name = "guided-backprop"
     description = "gradient with negative gradients zeroed at every ReLU (Springenberg et al. 2015; Captum)"
     captum_method = CaptumGuidedBackprop
+    non_linear = (nn.ReLU, nn.MaxPool2d)
 
 
 @register
 class DeepLift(_CaptumPropagation):
     name = "deeplift"
-    description = "DeepLIFT Rescale rule against the black image (Shrikumar et al. 2017; Captum)"
+    description = (
+        "DeepLIFT Rescale rule against the black image (Shrikumar et al. 2017; Captum); "
+        "its sum misses s(x) - s(0) with max pooling (warns)"
+    )
     captum_method = CaptumDeepLift
+    non_linear = tuple(SUPPORTED_NON_LINEAR)
 
-    def captum_arguments(self, x):
-        return {"baselines": torch.zeros_like(x)}
+    def run(self, method, inputs, target):
+        """Captum's attributions, with a warning when they miss summation-to-delta by more than the tolerance."""
+        attributions, delta = method.attribute(
+            inputs, torch.zeros_like(inputs), target=target, return_convergence_delta=True
+        )
+        largest_delta = delta.abs().max()
+        largest_change = (attributions.sum(dim=tuple(range(1, inputs.ndim))) - delta).abs().max()  # of s(x) - s(0)
+        if largest_delta > DEEPLIFT_TOLERANCE * largest_change:
+            warnings.warn(
+                f"deeplift: the attributions miss summation-to-delta by up to {largest_delta / largest_change:.1%} of "
+                f"the batch's largest |s(x) - s(0)| (tolerance {DEEPLIFT_TOLERANCE:.0%}): Captum's max-pooling rule "
+                "does not conserve the score difference, nor do non-linearities outside modules such as the softmax "
+                "of output='probability'. Average pooling and output='logit' conserve it.",
+                UserWarning,
+                stacklevel=4,  # run <- attribute <- Explainer.__call__ <- the caller
+            )
+        return attributions
 
 
 def epsilon_rule_hook(epsilon: float):
@@ -122,14 +197,9 @@ class LRPEpsilon(Explainer):
         self.epsilon = non_negative_float(self.name, "epsilon", epsilon)
 
     def attribute(self, model, x, target, output):
-        leaves = [module for module in model.modules() if not any(True for _ in module.children())]
-        unsupported = sorted({type(m).__name__ for m in leaves if not isinstance(m, LRP_EPSILON_LAYERS + LRP_PASS_LAYERS)})
-        if unsupported:
-            raise XaitrustError(
-                f"lrp has no rule for {', '.join(unsupported)}; supported modules: "
-                f"{', '.join(t.__name__ for t in LRP_EPSILON_LAYERS + LRP_PASS_LAYERS)}"
-            )
-        handles = [m.register_forward_hook(epsilon_rule_hook(self.epsilon)) for m in leaves if isinstance(m, LRP_EPSILON_LAYERS)]
+        found = check_layers(self.name, model, (nn.ReLU, nn.MaxPool2d))
+        hook = epsilon_rule_hook(self.epsilon)
+        handles = [m.register_forward_hook(hook) for m in found if isinstance(m, LINEAR_LAYERS)]
         try:
             gradients = score_gradients(model, x, target, output)
         finally:
