@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -469,11 +470,59 @@ def test_meaningful_perturbation_tells_a_perturbation_aware_model_its_level(one_
         ("meaningful-perturbation", {"tv_exponent": 0.5}, "tv_exponent"),
         ("random", {"distribution": "poisson"}, "distribution"),
         ("rise", {"masks": 10}, "allowed"),
+        ("rise", {"n_masks": 20.0}, "rise: n_masks must be a positive integer"),
+        ("rise", {"replacement": "zeros"}, "rise: replacement must be one of zero, mean, blur, uniform, a number"),
+        ("occlusion", {"window": (3, 0)}, "occlusion: window must be a positive integer or a pair of them"),
+        ("occlusion", {"batch_size": 0}, "occlusion: batch_size must be a positive integer"),
+        ("kernelshap", {"n_samples": 20.5}, "kernelshap: n_samples must be a positive integer"),
+        ("kernelshap", {"compactness": -1.0}, "kernelshap: compactness must be a finite number > 0"),
+        ("meaningful-perturbation", {"steps": 2.0}, "meaningful-perturbation: steps must be a positive integer"),
+        ("meaningful-perturbation", {"learning_rate": 0}, "meaningful-perturbation: learning_rate must be .* > 0"),
+        ("random", {"seed": "0"}, "random: seed must be an integer"),
     ],
 )
 def test_bad_parameters_are_refused_with_a_clear_message(name, params, message):
     with pytest.raises(XaitrustError, match=message):
         get_explainer(name, **params)
+
+
+def bad_values_of_every_parameter():
+    """``(explainer, parameter, bad value)`` for the number and choice parameters of every registered explainer (the
+    gradient ones too), from their defaults: an integer given as an integral float, a float as NaN, a choice as an
+    unknown name, and an automatic batch size as 0."""
+    cases = []
+    for info in available_explainers():
+        for parameter, default in info.parameters.items():
+            if isinstance(default, int):
+                bad = float(default)
+            elif isinstance(default, float):
+                bad = math.nan
+            elif isinstance(default, str):
+                bad = "no-such-choice"
+            elif parameter == "batch_size":
+                bad = 0
+            else:
+                continue
+            cases.append(pytest.param(info.name, parameter, bad, id=f"{info.name}-{parameter}"))
+    return cases
+
+
+@pytest.mark.parametrize("name, parameter, bad", bad_values_of_every_parameter())
+def test_every_explainer_refuses_a_bad_number_or_choice_when_built(name, parameter, bad):
+    with pytest.raises(XaitrustError, match=rf"^{re.escape(name)}: {parameter} must be "):
+        get_explainer(name, **{parameter: bad})
+
+
+def test_numpy_integers_and_reals_are_taken_as_plain_numbers():
+    explainer = get_explainer(
+        "rise", n_masks=np.int64(20), grid_size=np.int32(3), keep_prob=np.float32(0.5), seed=np.int64(1)
+    )
+    assert (explainer.n_masks, explainer.grid_size, explainer.keep_prob, explainer.seed) == (20, 3, 0.5, 1)
+    assert all(type(value) is int for value in (explainer.n_masks, explainer.grid_size, explainer.seed))
+    assert get_explainer("occlusion", window=(np.int64(3), 3), stride=np.int64(2)).window == (3, 3)
+    x = patch_images(n=1)
+    expected = get_explainer("rise", n_masks=20, grid_size=3, keep_prob=0.5, seed=1)(patch_model(), x, 0)
+    assert torch.equal(explainer(patch_model(), x, 0), expected)
 
 
 def test_a_window_larger_than_the_image_is_refused_when_explaining():

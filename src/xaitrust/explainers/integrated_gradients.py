@@ -39,7 +39,7 @@ import torch
 
 from ..errors import XaitrustError
 from ._autograd import sampled_gradients
-from ._params import choice, positive_int
+from ._params import choice, choice_or_value, optional, positive_int
 from .base import Explainer, register
 
 RULES = ("riemann-left", "riemann-right", "riemann-middle", "trapezoid", "gauss-legendre")
@@ -77,16 +77,10 @@ class IntegratedGradients(Explainer):
         self.steps = positive_int(self.name, "steps", steps)
         self.rule = choice(self.name, "rule", rule, RULES)
         self.combine = choice(self.name, "combine", combine, COMBINATIONS)
-        if rule == "trapezoid" and steps < 2:
+        if self.rule == "trapezoid" and self.steps < 2:
             raise XaitrustError(f"{self.name}: the trapezoid rule needs steps >= 2; got {steps}")
-        if isinstance(baseline, str):
-            choice(self.name, "baseline", baseline, tuple(NAMED_BASELINES))
-        elif isinstance(baseline, bool) or not isinstance(baseline, (int, float, torch.Tensor)):
-            raise XaitrustError(
-                f"{self.name}: baseline must be one of {', '.join(NAMED_BASELINES)}, a number or a tensor; got {baseline!r}"
-            )
-        self.baseline = baseline
-        self.batch_size = None if batch_size is None else positive_int(self.name, "batch_size", batch_size)
+        self.baseline = choice_or_value(self.name, "baseline", baseline, tuple(NAMED_BASELINES))
+        self.batch_size = optional(positive_int, self.name, "batch_size", batch_size)
 
     def baselines(self, x: torch.Tensor) -> torch.Tensor:
         """The reference images ``(J, B, C, H, W)``: one per named reference (two for black+white)."""
@@ -98,7 +92,7 @@ class IntegratedGradients(Explainer):
                     f"{self.name}: a baseline tensor must broadcast to the images' shape {tuple(x.shape)}; "
                     f"got {tuple(self.baseline.shape)}"
                 ) from None
-        values = NAMED_BASELINES[self.baseline] if isinstance(self.baseline, str) else (float(self.baseline),)
+        values = NAMED_BASELINES[self.baseline] if isinstance(self.baseline, str) else (self.baseline,)
         values = torch.tensor(values, device=x.device, dtype=x.dtype)
         return values.reshape(-1, 1, 1, 1, 1).expand(len(values), *x.shape)
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import XaitrustError
 from ..outputs import target_scores
-from ..perturb import accepts_perturbation_level, compose, make_replacement
+from ..perturb import REPLACEMENTS, accepts_perturbation_level, compose, make_replacement
+from ._params import bounded_float, choice_or_value, non_negative_float, positive_float, positive_int
 from .base import Explainer, register
 
 
@@ -51,20 +51,13 @@ class MeaningfulPerturbation(Explainer):
         mask_size: int = 28,
         replacement="blur",
     ) -> None:
-        if steps < 1 or mask_size < 1:
-            raise XaitrustError(f"steps and mask_size must be positive integers; got {steps}, {mask_size}")
-        if learning_rate <= 0 or l1_weight < 0 or tv_weight < 0 or tv_exponent < 1:
-            raise XaitrustError(
-                "learning_rate must be positive, l1_weight and tv_weight non-negative, tv_exponent at least 1; "
-                f"got {learning_rate}, {l1_weight}, {tv_weight}, {tv_exponent}"
-            )
-        self.steps = steps
-        self.learning_rate = learning_rate
-        self.l1_weight = l1_weight
-        self.tv_weight = tv_weight
-        self.tv_exponent = tv_exponent
-        self.mask_size = mask_size
-        self.replacement = replacement
+        self.steps = positive_int(self.name, "steps", steps)
+        self.learning_rate = positive_float(self.name, "learning_rate", learning_rate)
+        self.l1_weight = non_negative_float(self.name, "l1_weight", l1_weight)
+        self.tv_weight = non_negative_float(self.name, "tv_weight", tv_weight)
+        self.tv_exponent = bounded_float(self.name, "tv_exponent", tv_exponent, 1.0)
+        self.mask_size = positive_int(self.name, "mask_size", mask_size)
+        self.replacement = choice_or_value(self.name, "replacement", replacement, REPLACEMENTS)
 
     def attribute(self, model, x, target, output):
         size = x.shape[2:]

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from ..perturb import masked_scores
+from ..perturb import REPLACEMENTS, masked_scores
 from ..perturb.masks import WindowMasks, mask_weighted_sum
+from ._params import choice_or_value, optional, positive_int, positive_int_or_pair
 from .base import Explainer, register
 
 
@@ -23,11 +24,11 @@ class Occlusion(Explainer):
     description = "Occlusion: mean score drop when a sliding window over each pixel is replaced (Zeiler & Fergus 2014)"
 
     def __init__(self, window=4, stride=2, replacement="zero", batch_size: int | None = None) -> None:
-        WindowMasks.check(window, stride)
-        self.window = window
-        self.stride = stride
-        self.replacement = replacement
-        self.batch_size = batch_size
+        self.window = positive_int_or_pair(self.name, "window", window)
+        self.stride = positive_int_or_pair(self.name, "stride", stride)
+        WindowMasks.check(self.window, self.stride)  # the stride must not exceed the window
+        self.replacement = choice_or_value(self.name, "replacement", replacement, REPLACEMENTS)
+        self.batch_size = optional(positive_int, self.name, "batch_size", batch_size)
 
     def attribute(self, model, x, target, output):
         windows = WindowMasks(x.shape[2:], self.window, self.stride, device=x.device)

@@ -13,7 +13,7 @@ import hashlib
 
 import torch
 
-from ..errors import XaitrustError
+from ._params import choice, integer
 from .base import Explainer, register
 
 DISTRIBUTIONS = ("uniform", "normal")
@@ -32,10 +32,8 @@ class RandomAttribution(Explainer):
     description = "Random baseline: uniform or Gaussian noise seeded per image, independent of the model"
 
     def __init__(self, distribution: str = "uniform", seed: int = 0) -> None:
-        if distribution not in DISTRIBUTIONS:
-            raise XaitrustError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}; got {distribution!r}")
-        self.distribution = distribution
-        self.seed = seed
+        self.distribution = choice(self.name, "distribution", distribution, DISTRIBUTIONS)
+        self.seed = integer(self.name, "seed", seed)
 
     def attribute(self, model, x, target, output):
         draw = torch.rand if self.distribution == "uniform" else torch.randn

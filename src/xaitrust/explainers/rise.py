@@ -12,8 +12,9 @@ passed to perturbation-aware models); the weighted sum of masks is one matmul pe
 
 from __future__ import annotations
 
-from ..perturb import masked_scores
-from ..perturb.masks import RiseMasks, mask_weighted_sum
+from ..perturb import REPLACEMENTS, masked_scores
+from ..perturb.masks import INTERPOLATIONS, RiseMasks, mask_weighted_sum
+from ._params import bounded_float, choice, choice_or_value, integer, optional, positive_int
 from .base import Explainer, register
 
 
@@ -32,14 +33,13 @@ class Rise(Explainer):
         seed: int = 0,
         batch_size: int | None = None,
     ) -> None:
-        RiseMasks.check(n_masks, grid_size, keep_prob, interpolation)
-        self.n_masks = n_masks
-        self.grid_size = grid_size
-        self.keep_prob = keep_prob
-        self.interpolation = interpolation
-        self.replacement = replacement
-        self.seed = seed
-        self.batch_size = batch_size
+        self.n_masks = positive_int(self.name, "n_masks", n_masks)
+        self.grid_size = positive_int(self.name, "grid_size", grid_size)
+        self.keep_prob = bounded_float(self.name, "keep_prob", keep_prob, 0.0, 1.0, open_low=True)
+        self.interpolation = choice(self.name, "interpolation", interpolation, INTERPOLATIONS)
+        self.replacement = choice_or_value(self.name, "replacement", replacement, REPLACEMENTS)
+        self.seed = integer(self.name, "seed", seed)
+        self.batch_size = optional(positive_int, self.name, "batch_size", batch_size)
 
     def attribute(self, model, x, target, output):
         masks = RiseMasks(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ._autograd import sampled_gradients
-from ._params import non_negative_float, positive_int
+from ._params import integer, non_negative_float, optional, positive_int
 from .base import Explainer, register
 
 
@@ -32,8 +32,8 @@ class _NoisyGradients(Explainer):
     def __init__(self, samples: int = 60, sigma: float = 0.2, seed: int = 0, batch_size: int | None = None) -> None:
         self.samples = positive_int(self.name, "samples", samples)
         self.sigma = non_negative_float(self.name, "sigma", sigma)
-        self.seed = int(seed)
-        self.batch_size = None if batch_size is None else positive_int(self.name, "batch_size", batch_size)
+        self.seed = integer(self.name, "seed", seed)
+        self.batch_size = optional(positive_int, self.name, "batch_size", batch_size)
 
     def noise_scale(self, x: torch.Tensor) -> torch.Tensor:
         """Per-image noise standard deviation ``sigma * (max(x) - min(x))``, shape ``(B, 1, 1, 1)``."""

@@ -19,10 +19,10 @@ import math
 
 import torch
 
-from ..errors import XaitrustError
-from ..perturb import masked_scores
+from ..perturb import REPLACEMENTS, masked_scores
 from ..perturb.masks import CoalitionMasks
 from ..perturb.segments import FEATURE_GROUPS, feature_groups
+from ._params import choice, choice_or_value, integer, non_negative_float, optional, positive_float, positive_int
 from .base import Explainer, register
 
 
@@ -48,18 +48,14 @@ class SurrogateExplainer(Explainer):
         seed: int = 0,
         batch_size: int | None = None,
     ) -> None:
-        if n_samples < 1:
-            raise XaitrustError(f"n_samples must be a positive integer; got {n_samples}")
-        if features not in FEATURE_GROUPS:
-            raise XaitrustError(f"features must be one of {', '.join(FEATURE_GROUPS)}; got {features!r}")
-        self.n_samples = n_samples
-        self.features = features
-        self.n_segments = n_segments
-        self.compactness = compactness
-        self.patch_size = patch_size
-        self.replacement = replacement
-        self.seed = seed
-        self.batch_size = batch_size
+        self.n_samples = positive_int(self.name, "n_samples", n_samples)
+        self.features = choice(self.name, "features", features, FEATURE_GROUPS)
+        self.n_segments = positive_int(self.name, "n_segments", n_segments)
+        self.compactness = optional(positive_float, self.name, "compactness", compactness)
+        self.patch_size = positive_int(self.name, "patch_size", patch_size)
+        self.replacement = choice_or_value(self.name, "replacement", replacement, REPLACEMENTS)
+        self.seed = integer(self.name, "seed", seed)
+        self.batch_size = optional(positive_int, self.name, "batch_size", batch_size)
 
     def attribute(self, model, x, target, output):
         segments = feature_groups(
@@ -189,10 +185,8 @@ class Lime(SurrogateExplainer):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(n_samples, features, n_segments, compactness, patch_size, replacement, seed, batch_size)
-        if kernel_width <= 0 or ridge < 0:
-            raise XaitrustError(f"kernel_width must be positive and ridge non-negative; got {kernel_width}, {ridge}")
-        self.kernel_width = kernel_width
-        self.ridge = ridge
+        self.kernel_width = positive_float(self.name, "kernel_width", kernel_width)
+        self.ridge = non_negative_float(self.name, "ridge", ridge)
 
     def draw(self, n_features, generator):
         sampled = (torch.rand(self.n_samples, n_features, generator=generator) < 0.5).float()
