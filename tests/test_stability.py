@@ -19,11 +19,19 @@ def linear():
 
 def test_neighbours_lie_uniformly_in_the_ball():
     x = torch.rand(3, 1, 4, 4)
-    points = sample_in_ball(x, 2000, 0.05, torch.Generator().manual_seed(0))
+    points = sample_in_ball(x, 2000, 0.05, seed=0)
     radii = (points - x.unsqueeze(1)).flatten(2).norm(dim=2)
     assert radii.max() <= 0.05 + 1e-6
     # uniform in a 16-dimensional ball: P(r <= t * radius) = t^16, so the median radius is 0.05 * 0.5^(1/16)
     assert radii.median().item() == pytest.approx(0.05 * 0.5 ** (1 / 16), rel=0.01)
+
+
+def test_each_image_has_its_own_neighbours_whatever_its_batch():
+    x = torch.rand(3, 1, 4, 4)
+    offsets = sample_in_ball(x, 5, 0.05, seed=1) - x.unsqueeze(1)
+    assert not torch.allclose(offsets[0], offsets[1])  # independent directions for different images
+    torch.testing.assert_close(offsets[1:], sample_in_ball(x[1:], 5, 0.05, seed=1) - x[1:].unsqueeze(1))
+    assert not torch.allclose(offsets, sample_in_ball(x, 5, 0.05, seed=2) - x.unsqueeze(1))
 
 
 def test_constant_gradient_has_zero_lipschitz_constant(linear):
@@ -38,7 +46,7 @@ def test_gradient_times_input_of_a_linear_model(linear):
     x = torch.rand(3, 2, 5, 5)
     estimate = local_lipschitz(get_explainer("gradient-input"), model, x, 0, n_neighbours=40, seed=3)
     # e(x) = w * x, so the ratio for a neighbour x + delta is ||w * delta|| / ||delta|| <= max |w|
-    delta = sample_in_ball(x, 40, 0.05, torch.Generator().manual_seed(3)) - x.unsqueeze(1)
+    delta = sample_in_ball(x, 40, 0.05, seed=3) - x.unsqueeze(1)
     expected = ((weight * delta).flatten(2).norm(dim=2) / delta.flatten(2).norm(dim=2)).amax(dim=1)
     torch.testing.assert_close(estimate, expected, rtol=1e-4, atol=1e-5)
     assert torch.all(estimate <= weight.abs().max()) and torch.all(estimate > 0.5)

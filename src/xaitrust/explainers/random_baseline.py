@@ -1,29 +1,21 @@
 """A random attribution map: the baseline every explanation method should beat (C2I, MeGe, ROAR/KAR).
 
 Independent noise for every pixel and channel, ``U(0, 1)`` or ``N(0, 1)``. Each image draws its map from its own
-generator, seeded by ``seed`` and the image's bytes (SHA-256), so an image gets the same map whether it is explained
-alone or in any batch, and different images get independent maps even when they are explained in separate calls
-(one generator per call would repeat the same maps batch after batch). Identical images share a map. The model is
-never called.
+generator, seeded by ``seed`` and the image's bytes (``xaitrust.seeding.image_seed``), so an image gets the same map
+whether it is explained alone or in any batch, and different images get independent maps even when they are explained
+in separate calls (one generator per call would repeat the same maps batch after batch). Identical images share a
+map. The model is never called.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
+from ..seeding import image_seed
 from ._params import choice, integer
 from .base import Explainer, register
 
 DISTRIBUTIONS = ("uniform", "normal")
-
-
-def image_seed(seed: int, image: torch.Tensor) -> int:
-    """A 63-bit seed from ``seed`` and the bytes of ``image`` (the same image and seed always give the same value)."""
-    digest = hashlib.sha256(int(seed).to_bytes(8, "little", signed=True))
-    digest.update(image.detach().cpu().contiguous().numpy().tobytes())
-    return int.from_bytes(digest.digest()[:8], "little") >> 1
 
 
 @register

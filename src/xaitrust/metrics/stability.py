@@ -23,23 +23,29 @@ from ..errors import XaitrustError
 from ..explainers.reduce import normalize_maps
 from ..outputs import check_output, check_target
 from ..perturb.engine import model_device
+from ..seeding import image_seed
 from ._explain import explain_maps
 from ._validation import check_images, warn_constant_maps
 from .distances import check_map_pair
 from .ssim import ssim
 
 
-def sample_in_ball(x: torch.Tensor, n: int, radius: float, generator: torch.Generator) -> torch.Tensor:
+def sample_in_ball(x: torch.Tensor, n: int, radius: float, seed: int) -> torch.Tensor:
     """``n`` points drawn uniformly in the L2 ball of ``radius`` around each image: ``(B, n, C, H, W)``.
 
-    Direction uniform on the sphere (a normalised Gaussian), distance ``radius * U^(1/d)``. The ``n`` offsets are drawn
-    once and shared by every image, so an image's neighbours do not depend on the batch it is in.
+    Direction uniform on the sphere (a normalised Gaussian), distance ``radius * U^(1/d)``. Each image draws its
+    offsets from its own generator (``xaitrust.seeding.image_seed``), so its neighbours do not depend on the batch it
+    is in, and two images are probed in independent directions.
     """
-    direction = torch.randn((n, *x.shape[1:]), generator=generator, dtype=x.dtype)
-    direction /= direction.flatten(1).norm(dim=1).reshape(n, *[1] * (x.ndim - 1))
-    scale = radius * torch.rand(n, generator=generator, dtype=x.dtype) ** (1 / x[0].numel())
-    offsets = direction * scale.reshape(n, *[1] * (x.ndim - 1))
-    return x.unsqueeze(1) + offsets.to(x.device).unsqueeze(0)
+    generator = torch.Generator()
+    offsets = []
+    for image in x:  # a cheap draw per image; the explainer calls on the neighbours dominate
+        generator.manual_seed(image_seed(seed, image))
+        direction = torch.randn((n, *x.shape[1:]), generator=generator, dtype=x.dtype)
+        direction /= direction.flatten(1).norm(dim=1).reshape(n, *[1] * (x.ndim - 1))
+        scale = radius * torch.rand(n, generator=generator, dtype=x.dtype) ** (1 / x[0].numel())
+        offsets.append(direction * scale.reshape(n, *[1] * (x.ndim - 1)))
+    return x.unsqueeze(1) + torch.stack(offsets).to(x.device)
 
 
 def local_lipschitz(
@@ -70,8 +76,7 @@ def local_lipschitz(
     target = check_target(target, len(x), getattr(model, "num_classes", None), device=x.device)
     if n_neighbours < 1 or radius <= 0:
         raise XaitrustError(f"need n_neighbours >= 1 and radius > 0; got {n_neighbours} and {radius}")
-    generator = torch.Generator().manual_seed(int(seed))
-    neighbours = sample_in_ball(x, n_neighbours, radius, generator)
+    neighbours = sample_in_ball(x, n_neighbours, radius, seed)
     if clip:
         neighbours = neighbours.clamp(0, 1)
     inputs = torch.cat([x, neighbours.flatten(0, 1)])
