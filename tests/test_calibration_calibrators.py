@@ -60,6 +60,29 @@ def test_dirichlet_fits_a_linear_miscalibration_better_than_temperature():
     assert 0 < dirichlet.changed_argmax_ == pytest.approx(dirichlet.argmax_change_rate(distorted[:2000]))
 
 
+@pytest.mark.filterwarnings("ignore:Dirichlet calibration changes")
+def test_dirichlet_regularisation_is_chosen_by_cross_validation():
+    # A real class-dependent distortion with plenty of data: weak regularisation wins and recovers the calibrated NLL.
+    logits, labels = calibrated_logits_source(4000, k=4, seed=1)
+    distorted = logits.log_softmax(1) * torch.tensor([2.0, 0.5, 1.0, 1.5], dtype=torch.float64) + torch.tensor(
+        [1.5, -1.5, 3.0, 0.0], dtype=torch.float64)  # ODIR leaves the diagonal free: the offsets need a small mu
+    chosen = DirichletCalibration().fit(distorted[:2000], labels[:2000])
+    assert chosen.reg_lambda_ == chosen.reg_mu_ <= 1e-2
+    assert nll(chosen(distorted[2000:]).exp(), labels[2000:]) == pytest.approx(
+        nll(logits[2000:].softmax(1), labels[2000:]), abs=0.02)
+    # Already calibrated, 10 classes and few samples: 110 free parameters overfit unless regularised hard.
+    logits, labels = calibrated_logits_source(1200, k=10, seed=3)
+    chosen = DirichletCalibration().fit(logits[:200], labels[:200])
+    loose = DirichletCalibration(reg_lambda=1e-4, reg_mu=1e-4).fit(logits[:200], labels[:200])
+    assert chosen.reg_lambda_ >= 1.0
+    held_out = [nll(c(logits[200:]).exp(), labels[200:]) for c in (chosen, loose)]
+    assert held_out[0] < held_out[1] - 0.05
+    with pytest.raises(XaitrustError, match="give both reg_lambda and reg_mu, or neither"):
+        DirichletCalibration(reg_lambda=0.1)
+    with pytest.raises(XaitrustError, match="cv_folds must be an integer >= 2"):
+        DirichletCalibration(cv_folds=1)
+
+
 class Linear(nn.Module):
     """A tiny image classifier with the attributes explainers read."""
 
@@ -101,7 +124,7 @@ def test_wrapped_model_gives_gradients_and_delegates_attributes(make):
 @pytest.mark.filterwarnings("ignore:Dirichlet calibration changes")
 def test_save_load_round_trip(tmp_path):
     logits, labels = calibrated_logits_source(300, k=3)
-    for calibrator in (TemperatureScaling().fit(logits * 2, labels), DirichletCalibration(reg_lambda=0.01).fit(logits, labels)):
+    for calibrator in (TemperatureScaling().fit(logits * 2, labels), DirichletCalibration().fit(logits, labels)):
         path = calibrator.save(tmp_path / f"cal-{calibrator.name}")
         assert path.with_suffix(".safetensors").is_file()
         loaded = Calibrator.load(path)
