@@ -63,6 +63,25 @@ def test_area_between_on_synthetic_curves_and_its_interval_coverage():
     assert result.ci_high - result.ci_low == pytest.approx(2 * half, rel=0.35)
 
 
+def test_area_between_leaves_out_images_whose_clean_score_is_not_positive():
+    fractions = torch.tensor(FPA_FRACTIONS, dtype=torch.float64)
+    mif = torch.tensor([0.2, 0.4, 0.9], dtype=torch.float64)[:, None].expand(3, 20)
+    lif = torch.full((3, 20), 0.8, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="1 of 3 samples have a clean score <= 0"):
+        result = area_between(mif, lif, fractions, clean_score=torch.tensor([1.0, 2.0, -0.5]))
+    assert result.n == 2 and torch.isnan(result.per_sample[2])
+    assert result.value == pytest.approx((0.6 + 0.4) / 2 * 95)
+    # normalised curves carry their clean scores: zero-mean weights give some images a negative logit
+    generator = torch.Generator().manual_seed(1)
+    weight, x = torch.randn(1, 8, 8, generator=generator), torch.rand(8, 1, 8, 8, generator=generator)
+    with pytest.warns(UserWarning, match="<= 0"):
+        curves = mif_lif(LinearModel(weight), x, (weight * x)[:, 0], 0)
+        between = area_between(curves.mif, curves.lif)
+    undefined = curves.mif.clean_score <= 0
+    assert undefined.any() and torch.equal(torch.isnan(between.per_sample), undefined)
+    assert between.n == int((~undefined).sum())
+
+
 def test_area_between_rejects_mismatched_curves_and_levels():
     curves = torch.rand(4, 20)
     with pytest.raises(XaitrustError, match="same shape"):

@@ -84,6 +84,21 @@ def test_estimators_follow_the_paper():
     assert [augmentation(config, regime) for regime in config["regimes"]] == ["flip", "flip+fpa", "flip+erasing"]
 
 
+def test_images_with_a_non_positive_clean_logit_are_left_out_of_the_summaries():
+    from xaitrust.protocols.fpa import fidelity_rows
+
+    mif = torch.tensor([0.2, 0.4, 0.9], dtype=torch.float64)[:, None].expand(3, 20)
+    part = {"mif": mif, "lif": torch.full((3, 20), 0.8, dtype=torch.float64), "maps": torch.rand(3, 4, 4),
+            "clean": torch.tensor([1.0, 2.0, -0.5])}
+    with pytest.warns(UserWarning, match="1 of 3 samples have a clean score <= 0"):
+        rows, summary = fidelity_rows({"IG_sum": part}, "none")
+    (row,) = summary.to_dict("records")
+    assert row["n"] == 2 and row["A"] == pytest.approx(0.5 * 95)
+    assert row["mif_area"] == pytest.approx(0.3 * 95) and row["lif_area"] == pytest.approx(0.8 * 95)
+    areas = rows[rows["metric"] == "mif_lif_area"]["value"]
+    assert areas.isna().tolist() == [False, False, True]
+
+
 def test_bad_config_values_name_the_key_and_the_allowed_values():
     with pytest.raises(XaitrustError, match=r"'regimes' has value\(s\) 'mixup'; allowed: none, fpa, erasing"):
         resolve_config(SPEC, "smoke", {"regimes": ["none", "mixup"]})

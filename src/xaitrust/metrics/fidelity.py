@@ -13,6 +13,8 @@ the most negative value, so LIF removes counter-evidence first.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,13 +75,15 @@ class AreaBetween:
     Attributes:
         value: A = mean AUC(LIF) - mean AUC(MIF).
         ci_low, ci_high: bounds of the ``ci`` confidence interval of A.
-        per_sample: ``(B,)`` AUC(LIF_i) - AUC(MIF_i), whose mean is A.
+        per_sample: ``(B,)`` AUC(LIF_i) - AUC(MIF_i), whose mean is A; NaN where the clean score is <= 0.
+        n: how many samples A and its interval are computed from (the defined entries of ``per_sample``).
     """
 
     value: float
     ci_low: float
     ci_high: float
     per_sample: torch.Tensor
+    n: int
 
 
 def area_between(
@@ -92,6 +96,7 @@ def area_between(
     *,
     n_bootstrap: int = 10_000,
     seed: int = 0,
+    clean_score: torch.Tensor | None = None,
 ) -> AreaBetween:
     """A = mean AUC(LIF) - mean AUC(MIF) (trapezoid rule, x in percent when ``percent``) and its ``ci`` interval.
 
@@ -103,7 +108,14 @@ def area_between(
 
     Pass the ``mif`` and ``lif`` results of ``mif_lif`` to integrate over the fractions they were measured at; with
     plain curve tensors, ``fractions`` (default: FPA's 0-95% in 5% steps) must be those fractions.
+
+    Curves normalised by a clean score <= 0 are flipped or unbounded (a misclassified image's logit of its label, the
+    shifted log-probabilities of a Dirichlet-calibrated model): their ``d_i`` is NaN, with a warning, and A and its
+    interval are computed from the others. The clean scores come with normalised ``PerturbationCurves``; pass
+    ``clean_score`` ``(B,)`` with plain tensors of normalised curves.
     """
+    if clean_score is None and isinstance(mif_curves, PerturbationCurves) and mif_curves.normalized:
+        clean_score = mif_curves.clean_score
     measured = [c.fractions for c in (mif_curves, lif_curves) if isinstance(c, PerturbationCurves)]
     mif_curves, lif_curves = (c.curves if isinstance(c, PerturbationCurves) else c for c in (mif_curves, lif_curves))
     if fractions is None:
@@ -122,16 +134,28 @@ def area_between(
         raise XaitrustError(f"ci_method must be one of {', '.join(CI_METHODS)}; got {ci_method!r}")
     scale = 100.0 if percent else 1.0
     per_sample = curve_area(lif_curves.double(), fractions, scale) - curve_area(mif_curves.double(), fractions, scale)
-    differences = per_sample.cpu().numpy()
-    value = float(differences.mean())
+    if clean_score is not None:
+        per_sample = per_sample.masked_fill(undefined_normalisation(clean_score).to(per_sample.device), float("nan"))
+    differences = per_sample[~per_sample.isnan()].cpu().numpy()
+    value = float(differences.mean()) if len(differences) else float("nan")
     if len(differences) < 2:
-        return AreaBetween(value, float("nan"), float("nan"), per_sample)
+        return AreaBetween(value, float("nan"), float("nan"), per_sample, len(differences))
     if ci_method == "normal":
         half = stats.norm.ppf(0.5 + ci / 2) * differences.std(ddof=1) / np.sqrt(len(differences))
         low, high = value - half, value + half
     else:
         low, high = np.quantile(_bootstrap_means(differences, n_bootstrap, seed), [0.5 - ci / 2, 0.5 + ci / 2])
-    return AreaBetween(value, float(low), float(high), per_sample)
+    return AreaBetween(value, float(low), float(high), per_sample, len(differences))
+
+
+def undefined_normalisation(clean_score: torch.Tensor) -> torch.Tensor:
+    """Bool ``(B,)``: where curves normalised by ``clean_score`` are flipped or unbounded (score <= 0), with a warning
+    counting them."""
+    undefined = torch.as_tensor(clean_score) <= 0
+    if undefined.any():
+        warnings.warn(f"{int(undefined.sum())} of {len(undefined)} samples have a clean score <= 0: their MIF/LIF "
+                      "area is NaN and left out of A", UserWarning, stacklevel=3)
+    return undefined
 
 
 def _bootstrap_means(values: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:

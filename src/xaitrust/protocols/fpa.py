@@ -18,7 +18,9 @@ Steps (paper sections 3-4, appendices A-D):
 3. MIF and LIF curves: pixels set to the removal value most-important-first and least-important-first (signed maps:
    from the largest positive to the most negative score, so LIF removes counter-evidence first), 0-95% in 5% steps,
    the target's logit divided by the clean logit; the fidelity A = mean AUC(LIF) - mean AUC(MIF) with x in percent
-   and its 95% CI (normal approximation ``mean +- 1.96 sd / sqrt(n)``, as in Tables 1 and D.1-D.2).
+   and its 95% CI (normal approximation ``mean +- 1.96 sd / sqrt(n)``, as in Tables 1 and D.1-D.2). An image whose
+   clean logit is <= 0 (only possible with ``target = "label"`` or a model whose logits are all negative) would
+   have flipped curves: it is left out of A, the mean curves and the peak.
 4. The analogue of Fig. 4 / C.3: for the signed estimators, the mean LIF curve above the mean importance scores of
    the pixels in LIF order (each map scaled by its largest absolute score), to see whether removing negative
    evidence first raises the logit: the peak of the mean LIF curve with the 95% CI of the mean at that fraction.
@@ -193,14 +195,16 @@ def file_key(name: str) -> str:
 def regime_curves(
     run: RunFolder, regime: str, model, x: torch.Tensor, target: torch.Tensor, config: dict, fill: tuple[float, ...]
 ) -> dict:
-    """Per estimator, the MIF and LIF curves ``(N, 20)`` (removed pixels set to ``fill``, one value per channel) and
-    the maps ``(N, H, W)`` on the model of ``regime``; attributions and curves are cached in the run folder."""
+    """Per estimator, the MIF and LIF curves ``(N, 20)`` (removed pixels set to ``fill``, one value per channel), the
+    maps ``(N, H, W)`` on the model of ``regime`` and the clean logits ``(N,)`` that normalise the curves; attributions
+    and curves are cached in the run folder."""
     replacement = torch.tensor(fill, dtype=x.dtype).reshape(1, -1, 1, 1)
     attributions = {
         explainer: explain_cached(run, f"{explainer}/{regime}", explainer, explainer_params(config, explainer), model,
                                   x, target, "logit", config["explainer_batch_size"])
         for explainer in dict.fromkeys(ESTIMATORS[name].explainer for name in config["estimators"])
     }
+    clean = predictions(model, x).gather(1, target[:, None].to(torch.long))[:, 0]
     results = {}
     for name in config["estimators"]:
         maps = estimator_maps(attributions[ESTIMATORS[name].explainer], x, ESTIMATORS[name])
@@ -209,7 +213,10 @@ def regime_curves(
             curves = mif_lif(model, x, maps, target, FPA_FRACTIONS, replacement=replacement, output="logit")
             return {"mif": curves.mif.curves, "lif": curves.lif.curves}
 
-        results[name] = {**run.cached_tensors(f"curves/{regime}/{file_key(name)}", compute), "maps": maps}
+        cached = run.cached_tensors(f"curves/{regime}/{file_key(name)}", compute)
+        # A clean logit <= 0 flips its image's curves: they are NaN, so mean curves in figures leave them out.
+        results[name] = {**{order: cached[order].masked_fill((clean <= 0)[:, None], math.nan) for order in ("mif", "lif")},
+                         "maps": maps, "clean": clean}
     return results
 
 
@@ -227,22 +234,26 @@ def fidelity_rows(curves: dict, regime: str) -> tuple[pd.DataFrame, pd.DataFrame
     """Tidy per-sample rows (``mif_lif_area``, ``mif_area``, ``lif_area``, x in percent) and one summary row per
     estimator: A with its 95% CI, the mean areas, and the peak of the mean LIF curve with the 95% CI of the mean
     normalised LIF value across images at the peak's fraction (the fraction is picked on the same images, so the
-    interval is a little optimistic)."""
+    interval is a little optimistic). Images whose clean logit is <= 0 (possible with ``target = "label"``) have
+    flipped curves: their areas are NaN and every summary leaves them out (``n`` counts the others)."""
     fractions = torch.tensor(FPA_FRACTIONS, dtype=torch.float64)
     rows, summary = [], []
     for name, part in curves.items():
-        between = area_between(part["mif"], part["lif"], fractions, percent=True, ci=0.95)
-        mif_area, lif_area = (curve_area(part[order].double(), fractions, scale=100) for order in ("mif", "lif"))
+        between = area_between(part["mif"], part["lif"], fractions, percent=True, ci=0.95, clean_score=part["clean"])
+        defined = ~between.per_sample.isnan()
+        mif_area, lif_area = (curve_area(part[order].double(), fractions, scale=100).masked_fill(~defined, math.nan)
+                              for order in ("mif", "lif"))
         labels = {"method": name, "model": regime}
         rows += [tidy_rows(between.per_sample, metric="mif_lif_area", **labels),
                  tidy_rows(mif_area, metric="mif_area", **labels), tidy_rows(lif_area, metric="lif_area", **labels)]
-        lif_mean = part["lif"].double().mean(dim=0)
+        lif = part["lif"][defined]
+        lif_mean = lif.double().mean(dim=0)
         peak = int(lif_mean.argmax())
-        peak_low, peak_high = mean_ci(part["lif"][:, peak])
+        peak_low, peak_high = mean_ci(lif[:, peak])
         summary.append({
-            "model": regime, "method": name, "kind": ESTIMATORS[name].kind, "n": len(part["mif"]),
+            "model": regime, "method": name, "kind": ESTIMATORS[name].kind, "n": between.n,
             "A": between.value, "ci_low": between.ci_low, "ci_high": between.ci_high,
-            "mif_area": float(mif_area.mean()), "lif_area": float(lif_area.mean()),
+            "mif_area": float(mif_area[defined].mean()), "lif_area": float(lif_area[defined].mean()),
             "lif_peak": float(lif_mean[peak]), "lif_peak_ci_low": peak_low, "lif_peak_ci_high": peak_high,
             "lif_peak_percent": 100 * FPA_FRACTIONS[peak],
         })

@@ -64,10 +64,7 @@ def faithfulness_rows(
         model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"], seed=config["seed"]
     )
     curves = mif_lif(model, x, maps, target, replacement=torch.tensor(removal, dtype=x.dtype).reshape(1, -1, 1, 1))
-    between = area_between(curves.mif, curves.lif)
-    # Curves divided by a clean logit <= 0 are flipped or unbounded (e.g. a Dirichlet-calibrated model, whose logits
-    # are shifted log-probabilities): their area is undefined, recorded as NaN, and summaries count the others.
-    mif_lif_area = between.per_sample.masked_fill(curves.mif.clean_score <= 0, float("nan"))
+    mif_lif_area = area_between(curves.mif, curves.lif).per_sample  # NaN where the clean logit is <= 0
     fidelity = mu_fidelity(
         model, x, attributions, target, n_subsets=config["mu_fidelity_subsets"], output=config["output"],
         seed=config["seed"],
