@@ -322,6 +322,14 @@ def test_sampled_kernelshap_is_efficient_on_superpixels():
         assert per_group(ours[b : b + 1], segments[b]).sum().item() == pytest.approx(total[b].item(), abs=1e-4)
 
 
+def test_surrogate_least_squares_gives_the_minimum_norm_solution_of_a_rank_deficient_system():
+    from xaitrust.explainers.surrogate import least_squares
+
+    a = torch.tensor([[[1.0, 1.0], [1.0, 1.0]]], dtype=torch.float64)  # rank 1: x1 + x2 = 2 has many solutions
+    b = torch.tensor([[[2.0], [2.0]]], dtype=torch.float64)
+    torch.testing.assert_close(least_squares(a, b), torch.linalg.pinv(a) @ b)
+
+
 def test_lime_without_ridge_recovers_group_contributions_of_a_linear_model():
     model = LinearModel(torch.randn(1, 8, 16))
     x = torch.rand(2, 1, 8, 16)

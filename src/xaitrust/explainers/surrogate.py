@@ -153,7 +153,14 @@ class KernelShap(SurrogateExplainer):
         bottom = torch.cat([ones, torch.zeros_like(ones[:, :1])], dim=1).unsqueeze(1)
         system = torch.cat([top, bottom], dim=1)
         rhs = torch.cat([moment, full.unsqueeze(-1) - empty], dim=1).unsqueeze(-1)
-        return torch.linalg.lstsq(system, rhs).solution[:, :-1, 0]
+        return least_squares(system, rhs)[:, :-1, 0]
+
+
+def least_squares(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The minimum-norm least-squares solutions of the batched systems ``a x = b``, solved on the CPU (LAPACK's
+    ``gelsy``, which handles rank-deficient systems: fewer coalitions than groups, ``ridge = 0``; CUDA's only driver
+    assumes full rank) and returned on ``a``'s device. The systems are small, ``(F + 1) x (F + 1)``."""
+    return torch.linalg.lstsq(a.cpu(), b.cpu(), driver="gelsy").solution.to(a.device)
 
 
 @register
@@ -200,4 +207,4 @@ class Lime(SurrogateExplainer):
         targets = scores - (weights * scores).sum(dim=1, keepdim=True) / total
         gram, moment = normal_equations(centred, targets, weights, present)
         gram = gram + self.ridge * torch.diag_embed(present.to(gram.dtype))
-        return torch.linalg.lstsq(gram, moment.unsqueeze(-1)).solution[..., 0]
+        return least_squares(gram, moment.unsqueeze(-1))[..., 0]
