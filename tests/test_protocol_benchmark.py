@@ -101,3 +101,16 @@ def test_removal_value_of_the_mif_lif_curves_is_checked():
     assert resolve_config(SPEC, "smoke", {"removal_value": 0.5})["removal_value"] == 0.5
     with pytest.raises(XaitrustError, match="'removal_value' must be 'mean'"):
         resolve_config(SPEC, "smoke", {"removal_value": "grey"})
+
+
+def test_deletion_change_counts_methods_apart_from_the_random_control():
+    from xaitrust.protocols.benchmark import deletion_change
+
+    rows = [("deletion_area", method, model, value)
+            for method, before, after in [("ig", 0.50, 0.48), ("mp", 0.30, 0.31), ("sal", 0.70, 0.695),
+                                          ("random", 0.72, 0.71)]
+            for model, value in [("uncalibrated", before), ("temperature", after)]]
+    summary = pd.DataFrame(rows, columns=["metric", "method", "model", "mean"])
+    line = deletion_change(summary, "temperature")
+    assert line.startswith("temperature lowered the mean deletion area (more faithful) for 2 of 3 methods")
+    assert "the random maps' area moved by -0.0100, and 1 of 3 methods moved lower than that" in line

@@ -121,12 +121,13 @@ def deletion_change(summary: pd.DataFrame, model: str, reference: str = "uncalib
     if not {model, reference} <= set(deletion.columns):
         return ""
     change = deletion[model] - deletion[reference]
-    line = f"{model} lowered the mean deletion area (more faithful) for {(change < 0).sum()} of {len(change)} methods"
+    methods = change.drop(index="random", errors="ignore")
+    line = f"{model} lowered the mean deletion area (more faithful) for {(methods < 0).sum()} of {len(methods)} methods"
     if "random" in change.index:
-        beyond = (change.drop(index="random") < change["random"]).sum()
-        line += (f"; it also moved the random maps' area by {change['random']:+.4f}, so only {beyond} of "
-                 f"{len(change) - 1} methods improved by more than random maps did (the rest is the score's "
-                 "change of scale, not better maps)")
+        beyond = (methods < change["random"]).sum()
+        line += (f"; the random maps' area moved by {change['random']:+.4f}, and {beyond} of {len(methods)} methods "
+                 "moved lower than that (what a method shares with the random maps is the score's change of scale, "
+                 "not better maps)")
     return line + "."
 
 
