@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xaitrust.calibration import accuracy, brier, density_ece, ece, kl_calibration_error, mce, nll
-from xaitrust.calibration.density import reflected_gaussian, silverman_bandwidth
+from xaitrust.calibration.density import MIN_BANDWIDTH, reflected_gaussian, silverman_bandwidth
 from xaitrust.errors import XaitrustError
 
 
@@ -207,3 +207,18 @@ def test_density_ece_integrates_accurately_when_the_bandwidth_is_tiny():
     labels = torch.where(correct, 0, 1)
     assert silverman_bandwidth(confidence) < 1e-3  # smaller than the default grid's step
     assert density_ece(probs, labels) == pytest.approx(ece(probs, labels), rel=0.05)
+
+
+def test_density_ece_of_saturated_confidences_stays_a_true_gap():
+    # A model far below its calibrated temperature: 73% of float32 confidences are exactly 1, the rest a hair below;
+    # 88% of the predictions are right, so the gap is 0.12. Silverman's bandwidth is then 1e-8 or so, finer than any
+    # grid: it is raised to the finest one the grid resolves.
+    n, saturated = 1000, 730
+    confidence = torch.full((n,), 1.0, dtype=torch.float32)
+    confidence[saturated:] = torch.tensor(0.99999988, dtype=torch.float32)
+    probs = torch.stack([confidence, 1 - confidence], dim=1)
+    labels = (torch.arange(n) % 25 < 3).long()  # 12% wrong (label 1 while class 0 is predicted)
+    assert 0 < silverman_bandwidth(confidence) < MIN_BANDWIDTH
+    with pytest.warns(UserWarning, match="below the .* the integration grid resolves"):
+        value = density_ece(probs, labels)
+    assert value == pytest.approx(0.12, abs=0.01)

@@ -10,7 +10,9 @@ at both ends of the support [0, 1] (so no mass leaks out of it):
 and ECE = integral over [0, 1] of |P(correct | s) - s| f(s) ds = integral of |g(s) - s f(s)| ds, computed by the
 trapezoid rule on a regular grid with at least 8 points per bandwidth, up to ``MAX_GRID_SIZE`` points (``grid_size``
 is raised when needed: a confident model's small bandwidth would otherwise be sampled at one grid point and the
-integral be off; bandwidths below ``8 / MAX_GRID_SIZE``, e.g. of near-identical confidences, use the largest grid).
+integral be off). A bandwidth below ``MIN_BANDWIDTH`` (8 points of the largest grid), e.g. Silverman's for confidences
+that are nearly all exactly 1 (a model far below its calibrated temperature: 73% of float32 confidences at 1.0 gave
+h = 2e-8 and an "ECE" of 6.4), is raised to it with a warning: the grid cannot resolve a narrower kernel.
 The bandwidth ``h`` follows Silverman's rule on the confidences by default:
 ``h = 0.9 min(std, IQR / 1.349) N^(-1/5)`` (IQR replaced by the std when it is 0).
 """
@@ -18,6 +20,7 @@ The bandwidth ``h`` follows Silverman's rule on the confidences by default:
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -27,6 +30,7 @@ from .checks import check_probabilities
 MIN_SAMPLES = 10
 GRID_SIZE = 1025
 MAX_GRID_SIZE = 2**16 + 1
+MIN_BANDWIDTH = 8 / (MAX_GRID_SIZE - 1)
 KERNEL_ELEMENTS_PER_CHUNK = 2**22
 
 
@@ -51,6 +55,10 @@ def density_ece(probs, labels, bandwidth: float | str = "silverman", grid_size: 
         bandwidth = silverman_bandwidth(confidence)
     elif isinstance(bandwidth, str) or not bandwidth > 0:
         raise XaitrustError(f"bandwidth must be 'silverman' or a positive number; got {bandwidth!r}")
+    if bandwidth < MIN_BANDWIDTH:
+        warnings.warn(f"kernel bandwidth {bandwidth:.2g} is below the {MIN_BANDWIDTH:.2g} the integration grid resolves "
+                      "(near-identical confidences); it is raised to that", UserWarning, stacklevel=2)
+        bandwidth = MIN_BANDWIDTH
     grid_size = max(grid_size, min(MAX_GRID_SIZE, math.ceil(8 / float(bandwidth)) + 1))
     grid = torch.linspace(0.0, 1.0, grid_size, dtype=torch.float64)
     density = torch.zeros_like(grid)
