@@ -5,6 +5,11 @@ from the test data; explain the same held-out images with every method on both m
 faithfulness (deletion area and BTR with blurred replacement, Calibrate to Interpret; MIF/LIF area, FPA; muFidelity,
 MeGe/ReCo appendix C), coherence (Otsu-TV), stability (local Lipschitz) and the calibration interplay (SSIM between
 the two models' maps); and put the means in one table, methods x (metric, model).
+
+Equal map values (the flat regions of Grad-CAM, Meaningful Perturbation's saturated mask) are removed in a random
+order drawn from ``seed`` (``ties = "random"``, default) in the deletion, insertion and MIF/LIF curves: row by row
+(``"stable"``) removes a tied block as one contiguous region, which lowers the blurred score faster and flattered MP's
+deletion area (0.386 against 0.395-0.397 with random ties on a 2-epoch CNN).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import pandas as pd
 import tomli_w
 
 from ..explainers import available_explainers
+from ..perturb.orders import TIES
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
 from .common import (
@@ -47,6 +53,7 @@ _COMMON = {
     "reduction": "abs-sum",
     "method_reductions": {"sensitivity": "sum"},
     "replacement": "blur",
+    "ties": "random",
     "removal_value": "mean",
     "deletion_steps": 100,
     "n_superpixels": 100,
@@ -99,6 +106,7 @@ SPEC = ProtocolSpec(
         "explained_class": ("own", "reference"),
         "reduction": ("abs-sum", "sum", "max-abs", "input-sum"),
         "replacement": ("zero", "mean", "blur", "uniform"),
+        "ties": TIES,
     },
     validate=removal_value,
     mixed_types=("removal_value",),

@@ -94,7 +94,7 @@ def temperature_sweep(run: RunFolder, model, fitted: float, x, target, held_out,
         scaler = TemperatureScaling()
         scaler.temperature_ = float(factor * fitted)
         scaled = scaler.wrap(model)
-        probabilities = torch.softmax(logits / scaler.temperature_, dim=-1)
+        probabilities = torch.softmax(logits.double() / scaler.temperature_, dim=-1)  # float32 saturates at T << T*
         errors = {"ece": ece(probabilities, held_out.y), "density_ece": density_ece(probabilities, held_out.y)}
         for method in config["sweep_explainers"]:
             params = config["explainer_params"].get(method, {})
@@ -103,7 +103,8 @@ def temperature_sweep(run: RunFolder, model, fitted: float, x, target, held_out,
                 config["explainer_batch_size"],
             )
             maps = reduce_attributions(attributions, method_reduction(config, method), inputs=x)
-            area = deletion(scaled, x, maps, target, config["deletion_steps"], config["replacement"], config["output"]).area
+            area = deletion(scaled, x, maps, target, config["deletion_steps"], config["replacement"], config["output"],
+                            ties=config["ties"], seed=config["seed"]).area
             rows.append({"method": method, "factor": factor, "temperature": scaler.temperature_, **errors,
                          "deletion_area": float(area.mean()), "deletion_area_sd": float(area.std())})
     return pd.DataFrame(rows)

@@ -31,6 +31,7 @@ from ..calibration import Calibrator, ReCalX, calibration_error_by_level
 from ..calibration.plots import plot_error_by_level
 from ..explainers.reduce import reduce_attributions
 from ..metrics import deletion, gt_alignment, localization, pointing_game
+from ..perturb.orders import TIES
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
 from .common import RECIPE_DEFAULTS, explain_cached, images_to_explain, train_and_split, write_results
@@ -47,6 +48,7 @@ _COMMON = {
     "n_bins": 10,
     "samples_per_bin": 10,
     "replacement": "zero",
+    "ties": "random",
     "grouping": "pixels",
     "levels": [(b + 0.5) / 10 for b in range(10)],
     "samples_per_level": 2,
@@ -73,6 +75,7 @@ SPEC = ProtocolSpec(
         "explainers": ("kernelshap", "lime", "rise", "occlusion"),
         "replacement": ("zero", "mean", "blur"),
         "grouping": ("pixels", "patches", "superpixels"),
+        "ties": TIES,
         "output": ("logit", "probability", "log-probability"),
         "reduction": ("sum", "abs-sum"),
     },
@@ -117,7 +120,8 @@ def explanation_rows(run, models, x, target, masks, config) -> tuple[pd.DataFram
                                           model, x, target, config["output"], config["explainer_batch_size"])
             maps = reduce_attributions(attributions, config["reduction"], inputs=x)
             examples.setdefault(model_name, {})[method] = maps[:8]
-            deleted = deletion(model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"])
+            deleted = deletion(model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"],
+                               ties=config["ties"], seed=config["seed"])
             curves[f"{method} ({model_name})"] = (deleted.fractions, deleted.curves)
             labels = {"method": method, "model": model_name}
             tables.append(tidy_rows(deleted.area, metric="deletion_area", **labels))

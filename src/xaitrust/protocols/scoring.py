@@ -59,11 +59,14 @@ def faithfulness_rows(
     btr = better_than_random(
         model, x, maps, target, config["n_superpixels"], config["n_orders"], config["seed"],
         steps=config["deletion_steps"], replacement=config["replacement"], output=config["output"], baseline=baseline,
+        ties=config["ties"],
     )
     inserted = insertion(
-        model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"], seed=config["seed"]
+        model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"],
+        ties=config["ties"], seed=config["seed"],
     )
-    curves = mif_lif(model, x, maps, target, replacement=torch.tensor(removal, dtype=x.dtype).reshape(1, -1, 1, 1))
+    curves = mif_lif(model, x, maps, target, replacement=torch.tensor(removal, dtype=x.dtype).reshape(1, -1, 1, 1),
+                     ties=config["ties"], seed=config["seed"])
     mif_lif_area = area_between(curves.mif, curves.lif).per_sample  # NaN where the clean logit is <= 0
     fidelity = mu_fidelity(
         model, x, attributions, target, n_subsets=config["mu_fidelity_subsets"], output=config["output"],
