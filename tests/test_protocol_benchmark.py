@@ -10,7 +10,7 @@ from xaitrust.errors import XaitrustError
 from xaitrust.protocols import run_protocol
 from xaitrust.protocols.benchmark import SPEC
 from xaitrust.protocols.config import resolve_config
-from xaitrust.protocols.scoring import ALL_METHODS
+from xaitrust.protocols.scoring import ALL_METHODS, RANDOM_SUPERPIXELS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -27,9 +27,9 @@ def test_run_folder_holds_config_results_and_report(smoke_run):
         assert (out / name).is_file(), name
     results = pd.read_csv(out / "results.csv")
     config = resolve_config(SPEC, "smoke")
-    assert set(results["method"]) == set(config["explainers"]) | {ALL_METHODS}
+    assert set(results["method"]) == set(config["explainers"]) | {ALL_METHODS, RANDOM_SUPERPIXELS}
     scorecard = pd.read_csv(out / "scorecard.csv", header=[0, 1], index_col=0)
-    assert set(scorecard.index) == set(config["explainers"])
+    assert set(scorecard.index) == set(config["explainers"]) | {RANDOM_SUPERPIXELS}  # its deletion area only
     assert set(results["model"]) == {"uncalibrated", "calibrated"}
     per_sample = results[results["metric"] == "deletion_area"].groupby(["method", "model"])["sample"].nunique()
     assert (per_sample == config["n_images"]).all()

@@ -6,7 +6,7 @@ import pytest
 from xaitrust.errors import XaitrustError
 from xaitrust.protocols.calibrate_to_interpret import SPEC, sweep_correlations
 from xaitrust.protocols.config import resolve_config
-from xaitrust.protocols.scoring import ALL_METHODS
+from xaitrust.protocols.scoring import ALL_METHODS, RANDOM_SUPERPIXELS
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def test_every_method_is_scored_on_every_model(smoke_run):
     config = resolve_config(SPEC, "smoke")
     results = pd.read_csv(out / "results.csv")
     assert set(results["model"]) == {"uncalibrated", "temperature", "dirichlet"}
-    assert set(results["method"]) == set(config["explainers"]) | {ALL_METHODS}
+    assert set(results["method"]) == set(config["explainers"]) | {ALL_METHODS, RANDOM_SUPERPIXELS}
     changed = results[results["metric"] == "explained_class_changed"].groupby("model")["value"]
     assert changed.count().to_dict() == {"dirichlet": config["n_images"], "temperature": config["n_images"]}
     assert changed.max()["temperature"] == 0  # a temperature never changes the arg max

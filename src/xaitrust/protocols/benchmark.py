@@ -35,7 +35,7 @@ from .common import (
 from .config import ProtocolSpec
 from .results import pivot_summary
 from .run_folder import RunFolder
-from .scoring import HIGHER_IS_BETTER, score_methods
+from .scoring import CONTROLS, HIGHER_IS_BETTER, score_methods
 
 ALL_EXPLAINERS = [info.name for info in available_explainers()]
 
@@ -129,7 +129,7 @@ def deletion_change(summary: pd.DataFrame, model: str, reference: str = "uncalib
     if not {model, reference} <= set(deletion.columns):
         return ""
     change = deletion[model] - deletion[reference]
-    methods = change.drop(index="random", errors="ignore")
+    methods = change.drop(index=list(CONTROLS), errors="ignore")
     line = f"{model} lowered the mean deletion area (more faithful) for {(methods < 0).sum()} of {len(methods)} methods"
     if "random" in change.index:
         beyond = (methods < change["random"]).sum()
@@ -148,7 +148,7 @@ def findings(summary: pd.DataFrame, calibration: pd.DataFrame) -> list[str]:
         f"and the KL calibration error from {before['kl_calibration_error']:.4f} to {after['kl_calibration_error']:.4f}"
         f" (accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f})."
     )
-    uncalibrated = summary[(summary["model"] == "uncalibrated") & (summary["method"] != "random")]
+    uncalibrated = summary[(summary["model"] == "uncalibrated") & ~summary["method"].isin(CONTROLS)]
     for metric, higher in HIGHER_IS_BETTER.items():
         rows = uncalibrated[uncalibrated["metric"] == metric].dropna(subset=["mean"])
         if len(rows):

@@ -42,6 +42,11 @@ HIGHER_IS_BETTER = {
 
 #: The ``method`` label of rows that do not depend on the explanation method.
 ALL_METHODS = "(all methods)"
+#: The ``method`` of the random superpixel baseline's deletion rows (Calibrate to Interpret 4.4: "We compute the
+#: deletion area on the random baseline, uncalibrated models and calibrated ones").
+RANDOM_SUPERPIXELS = "random-superpixels"
+#: The rows of random controls, which findings never rank among the methods.
+CONTROLS = ("random", RANDOM_SUPERPIXELS)
 
 
 def method_reduction(config: dict, method: str) -> str:
@@ -131,7 +136,8 @@ def score_methods(
     reference, "uncalibrated") and score the maps; attributions and score tables are cached in the run folder.
     ``target`` is the reference model's predicted class; each model explains the class chosen by
     ``explained_classes``, and the share of images whose class differs from the reference's is the metric
-    ``explained_class_changed``. ``removal`` is the per-channel value of a pixel removed by the MIF/LIF curves
+    ``explained_class_changed``; the random superpixel baseline's deletion area is the method
+    ``RANDOM_SUPERPIXELS``. ``removal`` is the per-channel value of a pixel removed by the MIF/LIF curves
     (``xaitrust.protocols.common.removal_fill``)."""
     reference = next(iter(models))
     tables, random_curves, deletion_curves, examples, all_maps = [], {}, {}, {}, {}
@@ -146,6 +152,7 @@ def score_methods(
             steps=config["deletion_steps"], replacement=config["replacement"], output=config["output"],
         )
         random_curves[f"random superpixels ({model_name})"] = (baseline.fractions, baseline.curves)
+        tables.append(tidy_rows(baseline.area, metric="deletion_area", method=RANDOM_SUPERPIXELS, model=model_name))
         for method in tqdm(config["explainers"], desc=f"score {model_name}", unit="method"):
             params = config["explainer_params"].get(method, {})
             key = f"{method}/{model_name}"
