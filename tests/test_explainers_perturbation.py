@@ -3,6 +3,7 @@
 import itertools
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -125,6 +126,15 @@ def test_superpixels_split_a_two_tone_grayscale_image_along_its_edge():
     left, right = set(segments[:, :6].unique().tolist()), set(segments[:, 6:].unique().tolist())
     assert not left & right
     assert sorted(left | right) == list(range(len(left | right)))  # renumbered 0 .. n - 1
+
+
+def test_superpixels_warn_when_the_image_holds_far_fewer_segments_than_asked():
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match=r"segments per image \(median .*\) for the 200 asked: images of 8 x 8"):
+        superpixels(x, n_segments=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        superpixels(x, n_segments=16)
 
 
 def test_segment_errors_are_clear():

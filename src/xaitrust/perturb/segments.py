@@ -6,6 +6,8 @@ deletion metric removes them in random order. Ids of each image run over ``0 .. 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from skimage.segmentation import slic
@@ -35,8 +37,12 @@ def superpixels(
 
     scikit-image segments one image at a time, so this loops over the batch on the CPU. ``compactness`` trades colour
     similarity for square shape; by default 10 for three-channel images (SLIC works in Lab colour space there) and
-    0.1 otherwise (intensities in [0, 1]), following scikit-image's guidance. SLIC may return a few more or fewer
-    segments than ``n_segments``; the ids are renumbered to ``0 .. n - 1`` in scan order.
+    0.1 otherwise (intensities in [0, 1]), following scikit-image's guidance. The ids are renumbered to
+    ``0 .. n - 1`` in scan order.
+
+    SLIC places its seeds on a grid, so small images get fewer segments than asked: 61-77 (median 68) for 100 on
+    28 x 28 Fashion-MNIST images, and one pixel each on the 8 x 8 digits. A warning says so when the median count is
+    below half of ``n_segments``.
     """
     if x.ndim != 4:
         raise XaitrustError(f"x must be (B, C, H, W) to compute superpixels; got {tuple(x.shape)}")
@@ -59,6 +65,11 @@ def superpixels(
         )
         _, ids = np.unique(labels, return_inverse=True)
         segments.append(ids.reshape(labels.shape))
+    counts = [int(ids.max()) + 1 for ids in segments]
+    if np.median(counts) < n_segments / 2:
+        warnings.warn(f"SLIC made {min(counts)}-{max(counts)} segments per image (median {np.median(counts):g}) for "
+                      f"the {n_segments} asked: images of {x.shape[2]} x {x.shape[3]} pixels hold fewer seeds; ask "
+                      "for fewer segments", UserWarning, stacklevel=2)
     return torch.as_tensor(np.stack(segments), dtype=torch.long, device=x.device)
 
 
