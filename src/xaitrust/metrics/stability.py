@@ -8,7 +8,9 @@ Calibrate-to-Interpret sec. 4.6: 40 neighbours in the ball of radius 0.05 around
 where ``e`` is the explanation (raw attributions, or maps after a named reduction; optionally min-max normalised
 per map, as Calibrate-to-Interpret normalises every map). Uniform sampling in the L2 ball: a direction uniform on
 the sphere (a normalised standard Gaussian vector) times ``radius * U^(1/d)``, ``U ~ U(0, 1)``, ``d = C H W``.
-Neighbours are not clipped to [0, 1] by default (``clip=True`` clips them; the ratio then uses the clipped
+The paper adds "small amount of gaussian noise ... inside the ball of radius 0.05" without naming the norm; the L2
+ball is taken here, so a 28 x 28 neighbour moves each pixel by about 0.05 / 28 (an L-infinity reading would move each
+pixel by up to 0.05, 28 times more). Neighbours are not clipped to [0, 1] by default (``clip=True`` clips them; the ratio then uses the clipped
 displacement). All ``B * n`` neighbours are explained in large batches.
 
 ``map_ssim`` is the SSIM (``xaitrust.metrics.ssim``) between two models' maps of the same inputs, each map min-max
