@@ -135,3 +135,14 @@ def test_uniform_replacement_gives_an_image_the_same_map_alone_and_in_a_batch(na
     alone = torch.cat([explainer(model, x[b : b + 1], target[b : b + 1], output="probability") for b in range(3)])
     assert batch.abs().max() > 0
     torch.testing.assert_close(batch, alone, rtol=0, atol=1e-5)
+
+
+def test_noise_replacement_is_drawn_apart_from_the_random_orders_of_the_same_seed():
+    from xaitrust.perturb.orders import random_permutations
+    from xaitrust.perturb.replacement import seeded_replacement
+
+    x = torch.rand(1, 1, 6, 6)
+    for seed in (0, 3):
+        noise = seeded_replacement(x, "uniform", seed)[0, 0].flatten()
+        order = random_permutations(1, 36, seed)[0]
+        assert not torch.equal(noise.argsort(), order)  # else the least noisy pixels would always go first

@@ -85,11 +85,18 @@ def make_replacement(
     raise XaitrustError(f"replacement must be one of {', '.join(REPLACEMENTS)}, a number or a tensor; got {replacement!r}")
 
 
+#: Added to a metric's seed for its noise image, so the noise is not drawn from the same stream as the random orders
+#: the metric draws from that seed (the first order's keys would be the noise values: pixels with the least noise
+#: removed first).
+NOISE_SEED_OFFSET = 7_919
+
+
 def seeded_replacement(x: torch.Tensor, replacement, seed: int):
     """``replacement`` with its randomness fixed by ``seed``: ``"uniform"`` becomes the noise image drawn from a
-    generator seeded with ``seed`` (broadcast to ``x``'s shape ``(B, C, H, W)``); any other replacement is returned
-    unchanged. Metrics call this once so that every curve of one call (and a map's curve and its random baseline)
-    sees the same noise."""
+    generator seeded with ``seed + NOISE_SEED_OFFSET`` (broadcast to ``x``'s shape ``(B, C, H, W)``); any other
+    replacement is returned unchanged. Metrics call this once so that every curve of one call (and a map's curve and
+    its random baseline) sees the same noise."""
     if isinstance(replacement, str) and replacement == "uniform":
-        return make_replacement(x, "uniform", generator=torch.Generator().manual_seed(int(seed)))
+        generator = torch.Generator().manual_seed(int(seed) + NOISE_SEED_OFFSET)
+        return make_replacement(x, "uniform", generator=generator)
     return replacement
