@@ -77,6 +77,11 @@ def test_dirichlet_regularisation_is_chosen_by_cross_validation():
     assert chosen.reg_lambda_ >= 1.0
     held_out = [nll(c(logits[200:]).exp(), labels[200:]) for c in (chosen, loose)]
     assert held_out[0] < held_out[1] - 0.05
+    few, few_labels = logits[:12], torch.arange(12) % 4  # 3 samples of each of 4 classes: 3 folds, not 5
+    with pytest.warns(UserWarning, match="only 3 calibration samples: cross-validation uses 3 folds"):
+        DirichletCalibration().fit(few[:, :4], few_labels)
+    with pytest.raises(XaitrustError, match="at least 2 calibration samples of every class"):
+        DirichletCalibration().fit(few[:5, :4], few_labels[:5])
     with pytest.raises(XaitrustError, match="give both reg_lambda and reg_mu, or neither"):
         DirichletCalibration(reg_lambda=0.1)
     with pytest.raises(XaitrustError, match="cv_folds must be an integer >= 2"):
