@@ -14,6 +14,7 @@ the same recipe on every fold but fold ``i``, which it never sees (it is its val
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,11 @@ class KFoldResult:
         return torch.nonzero(self.folds == i).squeeze(1)
 
 
+def label_fingerprint(labels: torch.Tensor) -> str:
+    """A short hash of a label tensor, naming the labels the folds were stratified on."""
+    return hashlib.sha256(labels.cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
 def _fold_dir(i: int) -> str:
     return f"fold-{i}"
 
@@ -65,7 +71,7 @@ def _write_folds(out: Path, document: dict, folds: torch.Tensor) -> None:
     if stored_path.is_file():
         stored = json.loads(stored_path.read_text())
         if stored != document:
-            differing = sorted(key for key in document if stored.get(key) != document[key])
+            differing = sorted(key for key in document.keys() | stored.keys() if stored.get(key) != document.get(key))
             raise XaitrustError(
                 f"{out} holds a k-fold run with a different {', '.join(differing)}; use another folder or delete it"
             )
@@ -102,7 +108,6 @@ def train_k_fold(
     document = {
         "k": k,
         "seed": seed,
-        "stratified_by": "labels" if torch.equal(stratify_by, dataset.y) else "other labels",
         "dataset": dataset.name,
         "size": len(dataset),
         "data_fingerprint": dataset_fingerprint(dataset),
@@ -110,6 +115,8 @@ def train_k_fold(
         "seed_policy": "folds from seed; model i trained with seed + i",
         "models": [_fold_dir(i) for i in range(k)],
     }
+    if not torch.equal(stratify_by, dataset.y):  # recorded only then, so folders of the default stay valid
+        document["stratified_by"] = label_fingerprint(stratify_by)
     _write_folds(out, document, folds)
     jobs = [
         TrainingJob(
