@@ -1,5 +1,7 @@
 """``xaitrust evaluate`` end to end on a small model trained for one epoch on the scikit-learn digits."""
 
+import json
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -35,7 +37,7 @@ def test_evaluate_writes_tidy_rows_and_a_summary(digits_checkpoint, tmp_path):
     assert deletion.between(0, 1.5).all()
     assert set(table[table.metric == "btr"]["value"]) <= {0.0, 1.0}
     assert "saliency" in result.output and "±" in result.output
-    assert (tmp_path / "results.json").is_file()
+    assert json.loads((tmp_path / "results.json").read_text())["ties"] == "random"
 
 
 def test_evaluate_local_lipschitz_compares_normalised_maps_as_the_protocols_do(digits_checkpoint, tmp_path):

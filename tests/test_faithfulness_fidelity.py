@@ -1,5 +1,7 @@
 """MIF/LIF and the area between them, muFidelity, completeness and soundness against closed-form oracles."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,10 @@ def test_area_between_leaves_out_images_whose_clean_score_is_not_positive():
         result = area_between(mif, lif, fractions, clean_score=torch.tensor([1.0, 2.0, -0.5]))
     assert result.n == 2 and torch.isnan(result.per_sample[2])
     assert result.value == pytest.approx((0.6 + 0.4) / 2 * 95)
+    broken = mif.clone()
+    broken[0, 3] = float("nan")  # a broken curve is not an undefined normalisation: A must not hide it
+    with pytest.warns(UserWarning, match="clean score <= 0"):
+        assert math.isnan(area_between(broken, lif, fractions, clean_score=torch.tensor([1.0, 2.0, -0.5])).value)
     # normalised curves carry their clean scores: zero-mean weights give some images a negative logit
     generator = torch.Generator().manual_seed(1)
     weight, x = torch.randn(1, 8, 8, generator=generator), torch.rand(8, 1, 8, 8, generator=generator)

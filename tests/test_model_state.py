@@ -10,6 +10,7 @@ from xaitrust.data import ImageDataset
 from xaitrust.explainers import get_explainer
 from xaitrust.model_mode import evaluation_mode
 from xaitrust.perturb import batching, masked_scores
+from xaitrust.protocols.common import predictions
 from xaitrust.training import evaluate_accuracy
 
 
@@ -42,6 +43,7 @@ RUNS = {
     "saliency": lambda model, x: get_explainer("saliency")(model, x, 0),
     "rise": lambda model, x: get_explainer("rise", n_masks=4, grid_size=2, batch_size=4)(model, x, 0),
     "masked_scores": lambda model, x: masked_scores(model, x, torch.ones(3, 1, 6, 6), 0, batch_size=4),
+    "predictions": lambda model, x: predictions(model, x),
     "evaluate_accuracy": lambda model, x: evaluate_accuracy(
         model, ImageDataset(x, torch.zeros(len(x), dtype=torch.long), ["a", "b", "c"])),
 }

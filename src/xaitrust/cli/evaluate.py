@@ -35,25 +35,33 @@ class EvaluationBatch:
     seed: int
     batch_size: int | None
     steps: int
+    ties: str
+
+
+def _curve_options(batch) -> dict:
+    """How every curve metric orders equal map values, from which seed, in chunks of which size."""
+    return {"ties": batch.ties, "seed": batch.seed, "batch_size": batch.batch_size}
 
 
 def _deletion(function, batch):
-    return {"deletion": function(batch.model, batch.x, batch.maps, batch.target, steps=batch.steps, batch_size=batch.batch_size).area}
+    return {"deletion": function(batch.model, batch.x, batch.maps, batch.target, steps=batch.steps,
+                                 **_curve_options(batch)).area}
 
 
 def _insertion(function, batch):
-    return {"insertion": function(batch.model, batch.x, batch.maps, batch.target, steps=batch.steps, batch_size=batch.batch_size).area}
+    return {"insertion": function(batch.model, batch.x, batch.maps, batch.target, steps=batch.steps,
+                                  **_curve_options(batch)).area}
 
 
 def _mif_lif(function, batch):
     from ..metrics.fidelity import area_between
 
-    curves = function(batch.model, batch.x, batch.maps, batch.target, batch_size=batch.batch_size)
+    curves = function(batch.model, batch.x, batch.maps, batch.target, **_curve_options(batch))
     return {"mif-lif": area_between(curves.mif, curves.lif).per_sample}
 
 
 def _btr(function, batch):
-    result = function(batch.model, batch.x, batch.maps, batch.target, seed=batch.seed, steps=batch.steps, batch_size=batch.batch_size)
+    result = function(batch.model, batch.x, batch.maps, batch.target, steps=batch.steps, **_curve_options(batch))
     return {"btr": result.better.float(), "deletion-random": result.random.area}
 
 
@@ -62,7 +70,7 @@ def _mu_fidelity(function, batch):
 
 
 def _completeness(function, batch):
-    result = function(batch.model, batch.x, batch.maps, batch.target, batch_size=batch.batch_size)
+    result = function(batch.model, batch.x, batch.maps, batch.target, **_curve_options(batch))
     return {"completeness": result.alpha, "soundness": result.beta}
 
 
@@ -120,9 +128,12 @@ def _names(text: str, option: str) -> list[str]:
 @click.option("--reduction", default="abs-sum", show_default=True, help="Channel reduction of attributions to maps.")
 @click.option("--target", "target_kind", type=click.Choice(["predicted", "label"]), default="predicted", show_default=True)
 @click.option("--steps", default=100, show_default=True, type=click.IntRange(min=1), help="Deletion/insertion/BTR steps.")
+@click.option("--ties", type=click.Choice(["random", "stable"]), default="random", show_default=True,
+              help="Order of equal map values in the curves: at random from the seed, or row by row.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Masked images per forward pass (default: automatic).")
-def command(checkpoint, explainers, metrics, n_images, out, dataset, data_root, reduction, target_kind, steps, seed, batch_size):
+def command(checkpoint, explainers, metrics, n_images, out, dataset, data_root, reduction, target_kind, steps, ties, seed,
+            batch_size):
     """Explain N test images of the model in CHECKPOINT with each explainer and score the maps with each metric.
 
     Writes one CSV row per sample x method x metric (columns metric, method, model, sample, value) and prints the
@@ -145,7 +156,7 @@ def command(checkpoint, explainers, metrics, n_images, out, dataset, data_root, 
     for method, explainer in methods.items():
         attributions = explainer(model, x, target)
         batch = EvaluationBatch(model, x, target, attributions, reduce_attributions(attributions, reduction, x), explainer,
-                                reduction, seed, batch_size, steps)
+                                reduction, seed, batch_size, steps, ties)
         for name, (function, adapter) in resolved.items():
             click.echo(f"{method}: {name}", err=True)
             for metric, values in adapter(function, batch).items():
@@ -157,7 +168,7 @@ def command(checkpoint, explainers, metrics, n_images, out, dataset, data_root, 
     out.parent.mkdir(parents=True, exist_ok=True)
     results.to_csv(out, index=False)
     config = dict(checkpoint=str(checkpoint), dataset=dataset, explainers=list(methods), metrics=metric_names,
-                  n_images=len(indices), reduction=reduction, target=target_kind, steps=steps, seed=seed,
+                  n_images=len(indices), reduction=reduction, target=target_kind, steps=steps, ties=ties, seed=seed,
                   batch_size=batch_size, versions=library_versions())
     out.with_suffix(".json").write_text(json.dumps(config, indent=2))
     click.echo(summary_table(results))

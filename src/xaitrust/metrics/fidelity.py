@@ -134,9 +134,11 @@ def area_between(
         raise XaitrustError(f"ci_method must be one of {', '.join(CI_METHODS)}; got {ci_method!r}")
     scale = 100.0 if percent else 1.0
     per_sample = curve_area(lif_curves.double(), fractions, scale) - curve_area(mif_curves.double(), fractions, scale)
+    undefined = torch.zeros(len(per_sample), dtype=torch.bool)
     if clean_score is not None:
-        per_sample = per_sample.masked_fill(undefined_normalisation(clean_score).to(per_sample.device), float("nan"))
-    differences = per_sample[~per_sample.isnan()].cpu().numpy()
+        undefined = undefined_normalisation(clean_score).cpu()
+        per_sample = per_sample.masked_fill(undefined.to(per_sample.device), float("nan"))
+    differences = per_sample[~undefined.to(per_sample.device)].cpu().numpy()  # other NaN (a broken curve) propagate
     value = float(differences.mean()) if len(differences) else float("nan")
     if len(differences) < 2:
         return AreaBetween(value, float("nan"), float("nan"), per_sample, len(differences))

@@ -16,6 +16,7 @@ from ..calibration.summary import calibration_summary
 from ..data import ImageDataset, calibration_split, load_dataset, stratified_sample
 from ..errors import XaitrustError
 from ..explainers import get_explainer
+from ..model_mode import evaluation_mode
 from ..models import build_model
 from ..training import TrainConfig, TrainingJob
 from ..training.trainer import TrainResult
@@ -89,9 +90,8 @@ def explain_cached(
 
 
 def predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Logits ``(N, K)`` of ``model`` for ``x``, without gradients, in batches."""
-    model.eval()
-    with torch.no_grad():
+    """Logits ``(N, K)`` of ``model`` for ``x`` in eval mode (``evaluation_mode``), without gradients, in batches."""
+    with evaluation_mode(model), torch.no_grad():
         return torch.cat([model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])
 
 
@@ -109,7 +109,7 @@ def calibration_table(models: dict, held_out: ImageDataset) -> pd.DataFrame:
     """Accuracy, binned ECE, density ECE, KL calibration error and NLL of each model on the held-out images."""
     rows = []
     for name, model in models.items():
-        probs = torch.softmax(predictions(model, held_out.x), dim=-1)
+        probs = torch.softmax(predictions(model, held_out.x).double(), dim=-1)  # float32 saturates at 1
         rows.append({"model": name, **calibration_summary(probs, held_out.y)})
     return pd.DataFrame(rows)
 
