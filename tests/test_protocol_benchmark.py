@@ -114,3 +114,11 @@ def test_deletion_change_counts_methods_apart_from_the_random_control():
     line = deletion_change(summary, "temperature")
     assert line.startswith("temperature lowered the mean deletion area (more faithful) for 2 of 3 methods")
     assert "the random maps' area moved by -0.0100, and 1 of 3 methods moved lower than that" in line
+
+
+def test_an_explainer_that_cannot_explain_the_model_stops_the_run_before_training(tmp_path):
+    config = tmp_path / "lipschitz.toml"
+    config.write_text('model = "lipschitz-cnn"\nexplainers = ["saliency", "guided-backprop"]\n')
+    with pytest.raises(XaitrustError, match="guided-backprop has no rule for MaxMin"):
+        run_protocol("benchmark", profile="smoke", config_file=config, out=tmp_path / "run")
+    assert not (tmp_path / "run" / "models").exists()

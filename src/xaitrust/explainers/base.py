@@ -45,6 +45,11 @@ class Explainer:
     def attribute(self, model, x, target, output):
         raise NotImplementedError
 
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Raise an ``XaitrustError`` if this explainer cannot explain ``model`` as its method defines (e.g. a
+        propagation rule missing for one of its layers). Protocols call it before their long runs; any model by
+        default."""
+
     def generator(self, device) -> torch.Generator:
         """A fresh generator seeded with ``self.seed`` (so each call with the same inputs gives the same map)."""
         gen = torch.Generator(device=device)

@@ -59,6 +59,8 @@ from .base import Explainer, register
 LINEAR_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 # An empty nn.Sequential (e.g. a residual block's identity shortcut) is a leaf that passes its input on.
 PASS_LAYERS = (nn.Flatten, nn.Dropout, nn.Identity, nn.Sequential)
+#: The non-linear modules LRP passes unchanged (ReLU, max pooling: winner takes all).
+LRP_NON_LINEAR = (nn.ReLU, nn.MaxPool2d)
 # DeepLIFT warns when it misses summation-to-delta by more than this share of the batch's largest score difference.
 DEEPLIFT_TOLERANCE = 0.01
 
@@ -128,8 +130,11 @@ class _CaptumPropagation(Explainer):
     def __init__(self) -> None:
         pass
 
-    def attribute(self, model, x, target, output):
+    def check_model(self, model):
         check_layers(self.name, model, self.non_linear)
+
+    def attribute(self, model, x, target, output):
+        self.check_model(model)
         with out_of_place_relus(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Setting .*hooks", category=UserWarning)
             method = self.captum_method(ScoreModel(model, output))
@@ -196,8 +201,11 @@ class LRPEpsilon(Explainer):
     def __init__(self, epsilon: float = 1e-6) -> None:
         self.epsilon = non_negative_float(self.name, "epsilon", epsilon)
 
+    def check_model(self, model):
+        check_layers(self.name, model, LRP_NON_LINEAR)
+
     def attribute(self, model, x, target, output):
-        found = check_layers(self.name, model, (nn.ReLU, nn.MaxPool2d))
+        found = check_layers(self.name, model, LRP_NON_LINEAR)
         hook = epsilon_rule_hook(self.epsilon)
         handles = [m.register_forward_hook(hook) for m in found if isinstance(m, LINEAR_LAYERS)]
         try:

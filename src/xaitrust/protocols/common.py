@@ -127,10 +127,19 @@ class TrainedWithSplits:
         return self.trained.model
 
 
+def check_explainers(config: dict, model_name: str, data: ImageDataset, model_options: dict | None = None) -> None:
+    """Fail before any training when an explainer of the config (``explainers`` or ``methods``) cannot explain a
+    ``model_name`` built for ``data`` (``Explainer.check_model``), instead of after hours of it."""
+    model = build_model(model_name, data.in_channels, data.num_classes, data.image_size, **(model_options or {}))
+    for name in config.get("explainers", config.get("methods", [])):
+        get_explainer(name, **config.get("explainer_params", {}).get(name, {})).check_model(model)
+
+
 def train_and_split(run: RunFolder, config: dict) -> TrainedWithSplits:
     """Train (or reuse) ``config["model"]`` on the train split as ``models/model``, and carve a stratified
     calibration split of ``calibration_size`` images from the test split; the rest is held out."""
     train, test = load_splits(config)
+    check_explainers(config, config["model"], train)
     trained = train_in_run(run, "model", config["model"], train, test, train_config(config))
     calibration, held_out = calibration_split(test, config["calibration_size"], seed=config["seed"])
     return TrainedWithSplits(trained, calibration, held_out)

@@ -85,7 +85,7 @@ from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import randomize_weights, shuffle_labels, train_k_fold
 from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
-from .common import explain_cached, predictions, train_config
+from .common import check_explainers, explain_cached, predictions, train_config
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
 from .run_folder import RunFolder
@@ -427,6 +427,9 @@ def execute(run: RunFolder) -> Path:
     samples = explained_samples(data, config)
     x, labels = data.x[samples], data.y[samples]
     base_name, options = config["model"], config["model_options"]
+    check_explainers(config, base_name, data, options)
+    if config["lipschitz"]:
+        check_explainers(config, LIPSCHITZ_MODEL, data)
     base = train_family(run, base_name, base_name, options, data, samples)
     warn_identical_noise_levels(base.models[0], config)
     families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"])]

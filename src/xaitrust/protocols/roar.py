@@ -47,7 +47,7 @@ from ..perturb.orders import counts_from_fractions, ranks_from_maps
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import TrainResult, run_jobs
-from .common import explain_cached, load_splits, predictions, train_config, training_job
+from .common import check_explainers, explain_cached, load_splits, predictions, train_config, training_job
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
 from .run_folder import RunFolder
@@ -285,6 +285,7 @@ def example_grid(path: Path, x: torch.Tensor, ranks: dict, mode: str, config: di
 def execute(run: RunFolder) -> Path:
     config = run.config
     train, test = load_splits(config)
+    check_explainers(config, config["model"], train)
     unmodified = retrain(run, "unmodified", train, test, config)
     model = unmodified[0].model
     tables = [accuracy_rows(unmodified, test, config, method=method, mode=mode, fraction=0.0)
