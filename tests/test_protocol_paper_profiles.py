@@ -1,8 +1,9 @@
-"""The ``paper`` profiles end to end, shrunk: every protocol runs its paper configuration with only the sizes cut
-(training images, epochs, explained images, masks, steps, seeds), so the paper's models, recipes, methods, levels and
-families all go through the whole run. The full paper runs take hours to weeks on 2 CPU cores (docs/findings.md);
-these runs catch what would otherwise only break at their end (a key only the paper profile sets, a family only it
-trains, a report table that only its shape produces)."""
+"""The long ``paper`` profiles end to end, shrunk: mege-reco, fpa, roar and calibrate-to-interpret run their paper
+configuration with only the sizes cut (training images, epochs, explained images, masks, steps, seeds), so the paper's
+models, recipes, methods, levels and families all go through the whole run. Their full runs take hours to weeks on 2
+CPU cores (docs/findings.md; the benchmark's and ReCalX's paper profiles ran there in full); these runs catch what
+would otherwise only break at their end (a key only the paper profile sets, a family only it trains, a report table
+that only its shape produces)."""
 
 import pandas as pd
 import pytest
