@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ..perturb import masked_logits
+from ..chunks import batched_logits
+from ..perturb.batching import auto_batch_size
+from ..perturb.engine import model_device
 from .base import get_calibrator
 from .by_level import calibration_error_by_level
 from .plots import plot_error_by_level, reliability_diagram
@@ -16,9 +18,12 @@ from .summary import calibration_summary
 
 
 def model_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Clean logits ``(N, K)``: the engine with one all-keep mask (batched, no gradients, eval mode)."""
-    keep = torch.ones(1, 1, *x.shape[2:])
-    return masked_logits(model, x, keep, batch_size=batch_size)[:, 0]
+    """Clean logits ``(N, K)`` on the model's device (``xaitrust.chunks.batched_logits``: no gradients, eval mode), in
+    chunks of ``batch_size`` images (``None``: the masked-evaluation engine's ``auto_batch_size``)."""
+    device = model_device(model)
+    if batch_size is None:
+        batch_size = auto_batch_size(model, x.shape[1:], device)
+    return batched_logits(model, x, batch_size, device=device)
 
 
 def calibrate_checkpoint(

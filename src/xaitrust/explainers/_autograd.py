@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ..errors import XaitrustError
+from ..chunks import pair_chunks
 from ..outputs import target_scores
 from ..perturb.batching import memory_bound
 
@@ -50,17 +50,12 @@ def sampled_gradients(
     """Gradients at ``num_points`` derived inputs per image, chunk by chunk.
 
     The ``len(x) * num_points`` pairs are flattened image-major (pair ``i`` is image ``i // num_points``, point
-    ``i % num_points``). For each chunk, ``make_inputs(image_index, point_index)`` builds the inputs; the generator
-    yields ``(image_index, point_index, gradients)``.
+    ``i % num_points``) and walked in chunks of ``batch_size`` (``xaitrust.chunks.pair_chunks``). For each chunk,
+    ``make_inputs(image_index, point_index)`` builds the inputs; the generator yields ``(image_index, point_index,
+    gradients)``.
     """
     if batch_size is None:
         batch_size = gradient_batch_size(model, x)
-    if batch_size < 1:
-        raise XaitrustError(f"batch_size must be a positive integer; got {batch_size}")
-    total = len(x) * num_points
-    device = x.device
-    for start in range(0, total, batch_size):
-        flat = torch.arange(start, min(start + batch_size, total), device=device)
-        image_index, point_index = flat // num_points, flat % num_points
+    for image_index, point_index in pair_chunks(len(x), num_points, batch_size, x.device):
         inputs = make_inputs(image_index, point_index)
         yield image_index, point_index, score_gradients(model, inputs, target[image_index], output)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import XaitrustError
+from ..chunks import explain_in_chunks
 from ..explainers.reduce import reduce_attributions
 
 
@@ -19,14 +19,11 @@ def explain_maps(
     batch_size: int = 256,
 ) -> torch.Tensor:
     """Maps ``(B, H, W)`` (``reduction`` from ``xaitrust.explainers.reduce``) or raw attributions ``(B, C, H, W)``
-    (``reduction=None``) of ``explainer(model, x, target, output)``, ``batch_size`` images per call."""
-    if batch_size < 1:
-        raise XaitrustError(f"batch_size must be a positive integer; got {batch_size}")
-    parts = []
-    for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size]
-        attributions = explainer(model, chunk, target[start : start + batch_size], output)
-        if reduction is not None:
-            attributions = reduce_attributions(attributions, reduction, inputs=chunk.to(attributions.device))
-        parts.append(attributions)
-    return torch.cat(parts)
+    (``reduction=None``) of ``explainer(model, x, target, output)``, ``batch_size`` images per call
+    (``xaitrust.chunks.explain_in_chunks``; each chunk is reduced as soon as it is explained)."""
+
+    def reduce(attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return reduce_attributions(attributions, reduction, inputs=inputs)
+
+    maps = None if reduction is None else reduce
+    return explain_in_chunks(explainer, model, x, target, output, batch_size, reduce=maps)

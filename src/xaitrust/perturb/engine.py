@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..chunks import pair_chunks
 from ..errors import XaitrustError
 from ..model_mode import evaluation_mode
 from ..outputs import check_output, check_target, target_scores
@@ -184,15 +185,9 @@ def _masked_map(model, x, masks, reduce, *, replacement, mean, batch_size, gener
 
 def _masked_chunks(x, masks: MaskSet, base, batch_size):
     """``(image_index, keep, x * keep + base * (1 - keep))`` for consecutive chunks of at most ``batch_size`` of the
-    flattened (image, mask) pairs, image-major, on ``x``'s device."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise XaitrustError(f"batch_size must be a positive integer; got {batch_size!r}")
+    flattened (image, mask) pairs, image-major (``xaitrust.chunks.pair_chunks``), on ``x``'s device."""
     delta = x - base
-    n_masks = masks.num_masks
-    total = len(x) * n_masks
-    for start in range(0, total, batch_size):
-        flat = torch.arange(start, min(start + batch_size, total), device=x.device)
-        image_index, mask_index = flat // n_masks, flat % n_masks
+    for image_index, mask_index in pair_chunks(len(x), masks.num_masks, batch_size, x.device):
         keep = masks.keep(image_index, mask_index).to(device=x.device, dtype=x.dtype)
         yield image_index, keep, torch.addcmul(base[image_index], keep, delta[image_index])
 

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..chunks import batched_logits
 from ..data.dataset import ImageDataset
 from ..errors import XaitrustError
-from ..model_mode import evaluation_mode
 from .augment import augment_batch
 from .checkpoint import checkpoint_files, save_checkpoint
 from .config import TrainConfig
@@ -72,18 +72,13 @@ def dataset_fingerprint(dataset: ImageDataset) -> str:
     return digest.hexdigest()[:16]
 
 
-@torch.no_grad()
 def evaluate_accuracy(model: torch.nn.Module, dataset: ImageDataset, batch_size: int = EVAL_BATCH_SIZE) -> float:
-    """Share of ``dataset`` whose arg-max logit is the label (model in eval mode, batches on the model's device)."""
+    """Share of ``dataset`` whose arg-max logit is the label (``xaitrust.chunks.batched_logits``: eval mode, no
+    gradients, batches moved to the model's device)."""
     if len(dataset) == 0:
         raise XaitrustError("cannot measure accuracy on an empty dataset")
-    device = _device(model)
-    correct = 0
-    with evaluation_mode(model):
-        for start in range(0, len(dataset), batch_size):
-            logits = model(dataset.x[start:start + batch_size].to(device))
-            correct += (logits.argmax(dim=1).cpu() == dataset.y[start:start + batch_size]).sum().item()
-    return correct / len(dataset)
+    predicted = batched_logits(model, dataset.x, batch_size, device=_device(model)).argmax(dim=1).cpu()
+    return (predicted == dataset.y).sum().item() / len(dataset)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -216,6 +211,7 @@ def train_model(
     if directory is not None and (start_epoch < config.epochs or not checkpoint_files(directory)[1].is_file()):
         metadata = {
             "dataset": train.name,
+            "data": train.info.get("load"),
             "train_size": len(train),
             "seed": config.seed,
             "train_config": config.to_dict(),
