@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU wheel first: anything that asks for a newer torch would pull several GB of CUDA packages.
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# ONNX models: onnx2torch without its dependencies, which name torchvision and so another torch (xaitrust imports
+	# onnx2torch with a stand-in for the torchvision it only needs for NonMaxSuppression/RoiAlign).
+	$(BIN)/python -m pip install --quiet 'onnx>=1.16' 'onnxscript>=0.2'
+	$(BIN)/python -m pip install --quiet --no-deps 'onnx2torch>=1.5'
 	touch $@
 
 # Fashion-MNIST comes from Debian; installed when missing and apt is usable, otherwise left to the user.
