@@ -10,13 +10,13 @@ import pytest
 import torch
 from captum.attr import Occlusion as CaptumOcclusion
 from skimage.segmentation import slic
-from oracle_models import LinearModel, PatchModel
 from torch import nn
 
 from xaitrust.errors import XaitrustError
 from xaitrust.explainers import available_explainers, get_explainer
 from xaitrust.perturb.masks import CoalitionMasks, RiseMasks, WindowMasks, mask_weighted_sum
 from xaitrust.perturb.segments import check_segments, feature_groups, patches, superpixels
+from xaitrust.testing.oracles import LinearModel, PatchModel
 
 PATCH = (slice(4, 8), slice(8, 12))
 
@@ -114,7 +114,8 @@ def test_superpixels_match_scikit_image_slic_up_to_renumbering():
     x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(1))
     ours = superpixels(x, n_segments=12)
     for image, segments in zip(x, ours):
-        reference = slic(image.permute(1, 2, 0).double().numpy(), n_segments=12, compactness=10.0, start_label=0)
+        reference = slic(image.permute(1, 2, 0).double().numpy(), n_segments=12, compactness=10.0, sigma=1.0,
+                         start_label=0)
         _, renumbered = np.unique(reference, return_inverse=True)
         assert np.array_equal(segments.numpy(), renumbered.reshape(reference.shape))
 

@@ -10,7 +10,8 @@ the group size), the same on every channel.
 
 Coalitions are drawn from a generator seeded with ``seed`` for each number of groups, so images with the same number
 of groups share coalitions and an image's map does not depend on the batch it is explained in. SLIC itself runs image
-by image on the CPU (scikit-image).
+by image on the CPU (scikit-image); an image on which it collapses into a few segments (noise, fine texture) is cut
+into a patch grid instead, and the explainer's ``segmentation(x).fallback`` says which images are.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from ..perturb import REPLACEMENTS, masked_scores
 from ..perturb.masks import CoalitionMasks
-from ..perturb.segments import FEATURE_GROUPS, feature_groups
+from ..perturb.segments import FEATURE_GROUPS, Segmentation, feature_segmentation
 from ._params import choice, choice_or_value, integer, non_negative_float, optional, positive_float, positive_int
 from .base import Explainer, register
 
@@ -29,9 +30,16 @@ from .base import Explainer, register
 class SurrogateExplainer(Explainer):
     """Shared machinery: feature groups, coalition sampling per group count, evaluation, per-pixel coefficients.
 
-    Parameters: ``n_samples`` coalitions per image; ``features`` ``"superpixels"`` (SLIC, ``n_segments``,
-    ``compactness``) or ``"patches"`` (``patch_size``); ``replacement`` of switched-off groups; ``seed``;
+    Parameters: ``n_samples`` coalitions per image; ``features`` ``"superpixels"`` or ``"patches"``; for
+    superpixels (``xaitrust.perturb.segments.superpixel_segmentation``) ``n_segments`` asked, ``compactness`` (``None``:
+    10 for RGB, 0.1 otherwise), ``sigma`` of the Gaussian smoothing before SLIC (``None``: 1 for RGB, 0 otherwise) and
+    ``min_segments``, below which an image is cut into a patch grid of about ``n_segments`` patches instead (``None``:
+    half of SLIC's seeds); for patches their side ``patch_size``; ``replacement`` of switched-off groups; ``seed``;
     ``batch_size`` of the masked evaluation (``None``: the engine's choice).
+
+    ``segmentation(x)`` gives the feature groups of images ``x`` (deterministic, image by image) with ``fallback``, a
+    bool tensor ``(B,)``: True for the images whose superpixels fell back to the patch grid (always False for
+    ``features="patches"``).
 
     Subclasses implement ``draw(n_features, generator) -> (coalitions (M, n_features), weights (M,))`` and
     ``fit(coalitions (B, M, F), scores (B, M), weights (B, M), present (B, F)) -> coefficients (B, F)``.
@@ -43,6 +51,8 @@ class SurrogateExplainer(Explainer):
         features: str = "superpixels",
         n_segments: int = 50,
         compactness: float | None = None,
+        sigma: float | None = None,
+        min_segments: int | None = None,
         patch_size: int = 4,
         replacement="zero",
         seed: int = 0,
@@ -52,15 +62,22 @@ class SurrogateExplainer(Explainer):
         self.features = choice(self.name, "features", features, FEATURE_GROUPS)
         self.n_segments = positive_int(self.name, "n_segments", n_segments)
         self.compactness = optional(positive_float, self.name, "compactness", compactness)
+        self.sigma = optional(non_negative_float, self.name, "sigma", sigma)
+        self.min_segments = optional(positive_int, self.name, "min_segments", min_segments)
         self.patch_size = positive_int(self.name, "patch_size", patch_size)
         self.replacement = choice_or_value(self.name, "replacement", replacement, REPLACEMENTS)
         self.seed = integer(self.name, "seed", seed)
         self.batch_size = optional(positive_int, self.name, "batch_size", batch_size)
 
-    def attribute(self, model, x, target, output):
-        segments = feature_groups(
-            x, self.features, n_segments=self.n_segments, compactness=self.compactness, patch_size=self.patch_size
+    def segmentation(self, x: torch.Tensor) -> Segmentation:
+        """The feature groups of images ``x`` and which images fell back to a patch grid."""
+        return feature_segmentation(
+            x, self.features, n_segments=self.n_segments, compactness=self.compactness, sigma=self.sigma,
+            min_segments=self.min_segments, patch_size=self.patch_size,
         )
+
+    def attribute(self, model, x, target, output):
+        segments = self.segmentation(x).ids
         n_features = segments.flatten(1).max(dim=1).values + 1
         width = int(n_features.max())
         present = torch.arange(width, device=x.device) < n_features[:, None]
@@ -184,6 +201,8 @@ class Lime(SurrogateExplainer):
         features: str = "superpixels",
         n_segments: int = 50,
         compactness: float | None = None,
+        sigma: float | None = None,
+        min_segments: int | None = None,
         patch_size: int = 4,
         kernel_width: float = 0.25,
         ridge: float = 1.0,
@@ -191,7 +210,9 @@ class Lime(SurrogateExplainer):
         seed: int = 0,
         batch_size: int | None = None,
     ) -> None:
-        super().__init__(n_samples, features, n_segments, compactness, patch_size, replacement, seed, batch_size)
+        super().__init__(
+            n_samples, features, n_segments, compactness, sigma, min_segments, patch_size, replacement, seed, batch_size
+        )
         self.kernel_width = positive_float(self.name, "kernel_width", kernel_width)
         self.ridge = non_negative_float(self.name, "ridge", ridge)
 

@@ -11,7 +11,9 @@ the curve is still divided by the clean score, so it starts at ``s(blurred) / s(
 
 Better than random (C2I section 4.4): the image's SLIC superpixels (100 by default) are removed in a random order,
 five orders averaged, with the same replacement, steps and normalisation; a map "beats random" when its deletion area
-is strictly lower than the random one, and BTR is the share of images that do.
+is strictly lower than the random one, and BTR is the share of images that do. An image on which SLIC collapses into a
+few segments (``xaitrust.perturb.segments.superpixel_segmentation``) is cut into a grid of about as many square
+patches instead; the results' ``fallback`` says which images were.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..errors import XaitrustError
 from ..outputs import check_target
 from ..perturb.orders import random_segment_ranks, ranks_from_maps, uniform_fractions
 from ..perturb.replacement import seeded_replacement
-from ..perturb.segments import check_segments, superpixels
+from ..perturb.segments import check_segments, superpixel_segmentation
 from ._validation import check_images, check_maps, warn_constant_maps
 from .curves import PerturbationCurves, curve_area, ranked_curves
 
@@ -89,20 +91,37 @@ insertion = _ranked_game(
 
 
 @dataclass(frozen=True)
+class RandomSuperpixelCurves(PerturbationCurves):
+    """The random-superpixel baseline's curves (``PerturbationCurves``) and how each image was segmented.
+
+    Attributes:
+        fallback: bool ``(B,)``, True where SLIC collapsed and the image's superpixels were replaced by a patch grid
+            (always False when the segments were given).
+    """
+
+    fallback: torch.Tensor
+
+
+@dataclass(frozen=True)
 class BetterThanRandom:
     """Deletion versus the random-superpixel baseline.
 
     Attributes:
         deletion: the maps' deletion curves and areas.
-        random: the random baseline's curves and areas, averaged over the random orders.
+        random: the random baseline's curves and areas, averaged over the random orders, with its ``fallback``.
         better: ``(B,)`` True where the map's deletion area is strictly lower than the random one.
         ratio: BTR, the share of images whose map beats random.
     """
 
     deletion: PerturbationCurves
-    random: PerturbationCurves
+    random: RandomSuperpixelCurves
     better: torch.Tensor
     ratio: float
+
+    @property
+    def fallback(self) -> torch.Tensor:
+        """bool ``(B,)``: the images whose random baseline removed patches because SLIC collapsed on them."""
+        return self.random.fallback
 
 
 def random_superpixel_deletion(
@@ -118,15 +137,28 @@ def random_superpixel_deletion(
     output: str = "probability",
     segments: torch.Tensor | None = None,
     batch_size: int | None = None,
-) -> PerturbationCurves:
+    compactness: float | None = None,
+    sigma: float | None = None,
+    min_segments: int | None = None,
+) -> RandomSuperpixelCurves:
     """The random baseline of C2I: deletion curves of ``n_orders`` random orders of the image's superpixels, averaged.
 
-    ``segments`` (integer ids ``(B, H, W)``) replace the SLIC superpixels of ``x`` when given. The curve's x-axis is
-    the fraction of superpixels removed (``round(f * n_b)`` of image ``b``'s ``n_b`` superpixels); curves are
-    normalised by the clean score. It does not depend on any map, so one baseline serves every explanation method.
+    The superpixels are ``superpixel_segmentation(x, n_superpixels, compactness=..., sigma=..., min_segments=...)``
+    (``None``: its defaults, e.g. smoothing with ``sigma = 1`` for RGB; images where SLIC collapses get a patch grid,
+    flagged in the result's ``fallback``). ``segments`` (integer ids ``(B, H, W)``) replace them when given. The
+    curve's x-axis is the fraction of superpixels removed (``round(f * n_b)`` of image ``b``'s ``n_b`` superpixels);
+    curves are normalised by the clean score. It does not depend on any map, so one baseline serves every explanation
+    method.
     """
     check_images(x)
-    segments = superpixels(x, n_superpixels) if segments is None else check_segments(segments, x)
+    if segments is None:
+        segmentation = superpixel_segmentation(
+            x, n_superpixels, compactness=compactness, sigma=sigma, min_segments=min_segments
+        )
+        segments, fallback = segmentation.ids, segmentation.fallback
+    else:
+        segments = check_segments(segments, x)
+        fallback = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     ranks, n_segments = random_segment_ranks(segments.to(x.device), n_orders, seed)
     target = check_target(target, len(x), getattr(model, "num_classes", None), device=x.device)
     replacement = seeded_replacement(x, replacement, seed)
@@ -139,7 +171,8 @@ def random_superpixel_deletion(
     )
     curves = rows.curves.reshape(len(x), n_orders, -1).mean(dim=1)
     clean_score = rows.clean_score.reshape(len(x), n_orders)[:, 0]
-    return PerturbationCurves(curves, rows.fractions, curve_area(curves, rows.fractions), clean_score, True)
+    area = curve_area(curves, rows.fractions)
+    return RandomSuperpixelCurves(curves, rows.fractions, area, clean_score, True, fallback)
 
 
 def better_than_random(
@@ -157,20 +190,29 @@ def better_than_random(
     segments: torch.Tensor | None = None,
     ties: str = "stable",
     batch_size: int | None = None,
-    baseline: PerturbationCurves | None = None,
+    baseline: RandomSuperpixelCurves | None = None,
+    compactness: float | None = None,
+    sigma: float | None = None,
+    min_segments: int | None = None,
 ) -> BetterThanRandom:
     """Deletion area of ``maps`` against the mean deletion area of ``n_orders`` random superpixel orders.
 
     ``baseline``, when given, is a ``random_superpixel_deletion`` result for the same model, images, targets and
-    settings (compute it once and reuse it for every method); otherwise it is computed here.
+    settings (compute it once and reuse it for every method); otherwise it is computed here with ``n_superpixels``,
+    ``segments`` and the segmentation options ``compactness``, ``sigma``, ``min_segments`` (see
+    ``random_superpixel_deletion``).
     """
+    if baseline is not None and not isinstance(baseline, RandomSuperpixelCurves):
+        raise XaitrustError(
+            f"baseline must be the result of random_superpixel_deletion; got {type(baseline).__name__}"
+        )
     maps_deletion = deletion(
         model, x, maps, target, steps, replacement, output, True, ties=ties, seed=seed, batch_size=batch_size
     )
     if baseline is None:
         baseline = random_superpixel_deletion(
             model, x, target, n_superpixels, n_orders, seed, steps=steps, replacement=replacement, output=output,
-            segments=segments, batch_size=batch_size,
+            segments=segments, batch_size=batch_size, compactness=compactness, sigma=sigma, min_segments=min_segments,
         )
     elif baseline.curves.shape != maps_deletion.curves.shape:
         raise XaitrustError(
