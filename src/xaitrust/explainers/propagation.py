@@ -6,13 +6,26 @@ Backpropagation would be the plain gradient and DeepLIFT gradient times input). 
 linear (``LINEAR_LAYERS``), pass its input on (``PASS_LAYERS``) or have one of the non-linear types the method
 handles (the exact type, as Captum's DeepLIFT matches it), else the explainer raises an error naming the other
 types. A parametrized layer (``torch.nn.utils.parametrize``, e.g. ``lipschitz-cnn``'s normalised convolutions) is one
-layer of its own class (a subclass of ``nn.Conv2d``, ...). Operations done outside modules (a residual addition, a
-functional ReLU) cannot be checked: they pass their plain gradient.
+layer of its own class (a subclass of ``nn.Conv2d``, ...).
+
+Operations done outside modules are found by tracing the model with ``torch.fx``
+(``xaitrust.models.preflight.inspect_graph``). Linear ones (a residual addition, a mean) are fine. A non-linear one
+applied as a function or tensor method (``F.relu``, ``x.relu()``, ``F.max_pool2d``, ``torch.sigmoid``, a product of
+two signals, ...) on its way to a layer with weights passes its plain gradient, so the method refuses it unless that
+plain gradient is its own rule for it (``PLAIN_GRADIENT_OPS``): max pools for ``guided-backprop`` (Captum's
+``GuidedBackprop`` hooks ReLUs only), ReLUs and max pools for ``lrp`` (which passes both unchanged), none for
+``deeplift``. ``deeplift`` also refuses a non-linear module of its rule called at several places of the forward pass
+(Captum's ``DeepLift`` keeps one set of inputs and outputs per module; it would fail), ``guided-backprop`` and
+``deeplift`` an in-place ``nn.ReLU`` whose input the forward reads again (switching it out of place, below, would
+change the model), and all three a model ``torch.fx`` cannot trace (nothing of this could be ruled out).
+``xaitrust.models.preflight.make_explainable`` rewrites functional ReLUs and max pools into modules and gives each
+call of a reused stateless module its own copy. Non-linearities after the last layer with weights (a calibrator's
+log-softmax) transform the score, as ``output="probability"`` does, and are left to the convergence check below.
 
 - ``guided-backprop`` (Springenberg et al. 2015): the gradient in which every ReLU also zeroes negative incoming
-  gradients. Captum's ``GuidedBackprop``: it hooks ``nn.ReLU`` modules only, so ReLUs applied as functions are not
-  guided. Max pools pass the gradient to their maximum (the "switches" of Zeiler & Fergus's deconvnet, on which
-  guided backpropagation builds).
+  gradients. Captum's ``GuidedBackprop``: it hooks ``nn.ReLU`` modules only, so ReLUs applied as functions would not
+  be guided (refused, above). Max pools pass the gradient to their maximum (the "switches" of Zeiler & Fergus's
+  deconvnet, on which guided backpropagation builds).
 - ``deeplift`` (Shrikumar et al. 2017, Rescale rule): ``(x - x0) * m`` with multipliers ``m`` propagated from the black
   image ``x0 = 0``. Captum's ``DeepLift``: it hooks the non-linear modules of its ``SUPPORTED_NON_LINEAR``
   (``nn.ReLU``, ``nn.ELU``, ``nn.LeakyReLU``, ``nn.Sigmoid``, ``nn.Tanh``, ``nn.Softplus``, max pools, ``nn.Softmax``),
@@ -51,6 +64,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import XaitrustError
+from ..models.preflight import inspect_graph
 from ..outputs import scores_from_logits
 from ._autograd import score_gradients
 from ._params import non_negative_float
@@ -63,6 +77,10 @@ PASS_LAYERS = (nn.Flatten, nn.Dropout, nn.Identity, nn.Sequential)
 LRP_NON_LINEAR = (nn.ReLU, nn.MaxPool2d)
 # DeepLIFT warns when it misses summation-to-delta by more than this share of the batch's largest score difference.
 DEEPLIFT_TOLERANCE = 0.01
+#: Kinds of functional non-linearity (``xaitrust.models.preflight.NON_LINEAR_OPS``) whose plain gradient is the rule.
+PLAIN_GRADIENT_OPS = {"guided-backprop": {"max-pool"}, "deeplift": set(), "lrp": {"relu", "max-pool"}}
+# How many places an error message names before counting the rest.
+NAMED_PLACES = 6
 
 
 class ScoreModel(nn.Module):
@@ -120,18 +138,76 @@ def check_layers(method: str, model: nn.Module, non_linear: tuple[type, ...]) ->
     return found
 
 
+def _places(names: list[str]) -> str:
+    shown = ", ".join(names[:NAMED_PLACES])
+    return shown + (f" and {len(names) - NAMED_PLACES} more" if len(names) > NAMED_PLACES else "")
+
+
+def check_graph(
+    method: str, model: nn.Module, reused_types: tuple[type, ...] = (), switches_in_place: bool = False
+) -> None:
+    """Raise a clear error when ``model``'s forward, traced by ``torch.fx``, applies a non-linearity as a function
+    that ``method`` has no rule for (``PLAIN_GRADIENT_OPS``), calls a module of ``reused_types`` more than once, or
+    (when ``method`` ``switches_in_place`` ReLUs out of place) reads an in-place ReLU's input again."""
+    graph = inspect_graph(model)
+    if not graph.traced:
+        raise XaitrustError(
+            f"{method} cannot check this model: torch.fx could not trace it ({graph.error}), so non-linearities "
+            "applied as functions, which would pass their plain gradient and silently give another method, cannot be "
+            "ruled out. Keep Python control flow out of the forward (no branch on tensor values), or explain this "
+            "model with another explainer"
+        )
+    problems, fixable, unfixable = [], [], []
+    calls = [call for call in graph.functional if call.kind not in PLAIN_GRADIENT_OPS[method]]
+    if calls:
+        problems.append(
+            "non-linearities applied as functions pass their plain gradient, silently giving another method: "
+            + _places([str(call) for call in calls])
+        )
+        fixable += [call.node for call in calls if call.rewritable]
+        unfixable += [call.node for call in calls if not call.rewritable]
+    reused = [name for name in graph.reused if type(model.get_submodule(name)) in reused_types]
+    if reused:
+        problems.append(
+            f"{method} keeps one state per non-linear module, but these run at several places: "
+            + _places([f"{name} ({graph.reused[name]} calls)" for name in reused])
+        )
+        fixable += reused  # the non-linear modules of Captum's rules hold no weights: make_explainable copies them
+    if switches_in_place and graph.in_place_rereads:
+        problems.append(
+            "the forward reads the input of these in-place ReLUs again after them, which the out-of-place switch "
+            f"{method} needs would change: " + _places(list(graph.in_place_rereads))
+        )
+        unfixable += list(graph.in_place_rereads)
+    if problems:
+        fixes = []
+        if fixable:
+            fixes.append(
+                "call xaitrust.models.preflight.make_explainable(model), which rewrites "
+                f"{_places(fixable)} into modules"
+            )
+        if unfixable:
+            fixes.append(f"change the model's code for {_places(unfixable)}, or explain it with another explainer")
+        raise XaitrustError(
+            f"{method} cannot explain this model as defined: {'; '.join(problems)}. To fix it: {'; '.join(fixes)}"
+        )
+
+
 class _CaptumPropagation(Explainer):
     """Runs a Captum attribution method on ``ScoreModel(model, output)``, once ``check_layers`` has found a rule for
     every non-linear module of the model among ``non_linear``."""
 
     captum_method: type
     non_linear: tuple[type, ...]
+    #: Module types whose hooks keep state per module, so that each must run once per forward pass.
+    reused_types: tuple[type, ...] = ()
 
     def __init__(self) -> None:
         pass
 
     def check_model(self, model):
         check_layers(self.name, model, self.non_linear)
+        check_graph(self.name, model, self.reused_types, switches_in_place=True)
 
     def attribute(self, model, x, target, output):
         self.check_model(model)
@@ -162,6 +238,7 @@ class DeepLift(_CaptumPropagation):
     )
     captum_method = CaptumDeepLift
     non_linear = tuple(SUPPORTED_NON_LINEAR)
+    reused_types = tuple(SUPPORTED_NON_LINEAR)
 
     def run(self, method, inputs, target):
         """Captum's attributions, with a warning when they miss summation-to-delta by more than the tolerance."""
@@ -203,9 +280,11 @@ class LRPEpsilon(Explainer):
 
     def check_model(self, model):
         check_layers(self.name, model, LRP_NON_LINEAR)
+        check_graph(self.name, model)
 
     def attribute(self, model, x, target, output):
         found = check_layers(self.name, model, LRP_NON_LINEAR)
+        check_graph(self.name, model)
         hook = epsilon_rule_hook(self.epsilon)
         handles = [m.register_forward_hook(hook) for m in found if isinstance(m, LINEAR_LAYERS)]
         try:
