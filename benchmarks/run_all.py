@@ -19,6 +19,7 @@ BENCHMARKS = {
     "bench_metrics.py": ["--n-images", "64", "--quantus-images", "32"],
     "bench_stability.py": ["--samples", "16"],
     "bench_consistency.py": ["--samples", "2000"],
+    "bench_evaluate.py": ["--images", "16", "--repeats", "2"],
 }
 
 

@@ -4,13 +4,13 @@ import math
 import warnings
 
 import torch
-from oracle_models import LinearModel
 
 from xaitrust.metrics.faithfulness import random_superpixel_deletion
-from xaitrust.protocols.scoring import faithfulness_rows
+from xaitrust.protocols.scoring import FAITHFULNESS_METRICS, faithfulness_rows
+from xaitrust.testing.oracles import LinearModel
 
 CONFIG = {"n_superpixels": 8, "n_orders": 2, "seed": 0, "deletion_steps": 10, "replacement": "zero", "ties": "random",
-          "output": "probability", "mu_fidelity_subsets": 8}
+          "output": "probability", "mu_fidelity_subsets": 8, "metrics": list(FAITHFULNESS_METRICS)}
 
 
 def test_mif_lif_area_is_nan_where_the_clean_logit_is_not_positive():

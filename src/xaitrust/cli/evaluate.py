@@ -1,17 +1,15 @@
 """``xaitrust evaluate``: explain test images of a trained model with several methods and score the maps.
 
-Each metric is looked up by name in ``METRICS``: the module and function that compute it are imported only when the
-metric is asked for, so a metric whose module is not installed is reported as unavailable instead of breaking the
-command. Every metric adapter returns per-sample values ``(B,)`` under one or more metric names.
-
-Targets are the model's predicted classes by default (Calibrate to Interpret and FPA explain the predicted class).
+A thin wrapper of ``xaitrust.evaluation.evaluate``: metrics and explainers are named as in the library (registry names
+or ``path/to/file.py:Name``). Targets are the model's predicted classes by default (Calibrate to Interpret and FPA
+explain the predicted class). Writes the tidy table to ``OUT.csv`` and the settings with library versions to
+``OUT.json`` beside it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 
 import click
@@ -19,94 +17,53 @@ import pandas as pd
 import torch
 
 from ..errors import XaitrustError
+from ..evaluation import available_metrics, evaluate, get_metric
+from ..evaluation.evaluate import DEFAULT_EXPLAINERS, DEFAULT_METRICS
+from ..explainers.reduce import REDUCTIONS
+from ..outputs import OUTPUTS
+from ..perturb.orders import TIES
+from ._inputs import (
+    ModelAndData,
+    apply_runtime,
+    chosen_images,
+    data_options,
+    load_model_and_data,
+    model_options,
+    runtime_options,
+)
+
+#: The metrics ``--steps`` sets the number of steps of.
+STEPPED_METRICS = ("deletion_area", "insertion_area", "better_than_random")
 
 
 @dataclass(frozen=True)
-class EvaluationBatch:
-    """What a metric adapter sees: model, images, targets, one method's raw attributions and reduced maps."""
+class ModelAndImages:
+    """What the command evaluates: the model, the chosen test images with their dataset indices, labels and (when
+    asked for) ground-truth masks, and where they came from, for the settings file."""
 
     model: torch.nn.Module
     x: torch.Tensor
-    target: torch.Tensor
-    attributions: torch.Tensor
-    maps: torch.Tensor
-    explainer: object
-    reduction: str
-    seed: int
-    batch_size: int | None
-    steps: int
-    ties: str
+    indices: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor | None
+    source: dict
 
 
-def _curve_options(batch) -> dict:
-    """How every curve metric orders equal map values, from which seed, in chunks of which size."""
-    return {"ties": batch.ties, "seed": batch.seed, "batch_size": batch.batch_size}
-
-
-def _deletion(function, batch):
-    return {"deletion": function(batch.model, batch.x, batch.maps, batch.target, steps=batch.steps,
-                                 **_curve_options(batch)).area}
-
-
-def _insertion(function, batch):
-    return {"insertion": function(batch.model, batch.x, batch.maps, batch.target, steps=batch.steps,
-                                  **_curve_options(batch)).area}
-
-
-def _mif_lif(function, batch):
-    from ..metrics.fidelity import area_between
-
-    curves = function(batch.model, batch.x, batch.maps, batch.target, **_curve_options(batch))
-    return {"mif-lif": area_between(curves.mif, curves.lif).per_sample}
-
-
-def _btr(function, batch):
-    result = function(batch.model, batch.x, batch.maps, batch.target, steps=batch.steps, **_curve_options(batch))
-    return {"btr": result.better.float(), "deletion-random": result.random.area}
-
-
-def _mu_fidelity(function, batch):
-    return {"mu-fidelity": function(batch.model, batch.x, batch.attributions, batch.target, seed=batch.seed, batch_size=batch.batch_size)}
-
-
-def _completeness(function, batch):
-    result = function(batch.model, batch.x, batch.maps, batch.target, **_curve_options(batch))
-    return {"completeness": result.alpha, "soundness": result.beta}
-
-
-def _otsu_tv(function, batch):
-    return {"otsu-tv": function(batch.maps)}
-
-
-def _local_lipschitz(function, batch):
-    # As the protocols (Calibrate to Interpret 4.6): maps after the chosen reduction, each min-max normalised.
-    return {"local-lipschitz": function(batch.explainer, batch.model, batch.x, batch.target, seed=batch.seed,
-                                        reduction=batch.reduction, normalize=True)}
-
-
-# metric name -> (module, function, adapter)
-METRICS = {
-    "deletion": ("xaitrust.metrics.faithfulness", "deletion", _deletion),
-    "insertion": ("xaitrust.metrics.faithfulness", "insertion", _insertion),
-    "mif-lif": ("xaitrust.metrics.fidelity", "mif_lif", _mif_lif),
-    "btr": ("xaitrust.metrics.faithfulness", "better_than_random", _btr),
-    "mu-fidelity": ("xaitrust.metrics.mu_fidelity", "mu_fidelity", _mu_fidelity),
-    "completeness": ("xaitrust.metrics.completeness", "completeness_soundness", _completeness),
-    "otsu-tv": ("xaitrust.metrics.coherence", "otsu_tv", _otsu_tv),
-    "local-lipschitz": ("xaitrust.metrics.stability", "local_lipschitz", _local_lipschitz),
-}
-
-
-def resolve_metric(name: str):
-    """The computing function of metric ``name`` and its adapter; a clear error if unknown or not installed."""
-    if name not in METRICS:
-        raise XaitrustError(f"unknown metric {name!r}; available: {', '.join(METRICS)}")
-    module_name, function_name, adapter = METRICS[name]
-    try:
-        function = getattr(import_module(module_name), function_name)
-    except (ModuleNotFoundError, AttributeError):
-        raise XaitrustError(f"metric {name!r} is not available in this installation ({module_name}.{function_name})") from None
-    return function, adapter
+def load_model_and_images(loaded: ModelAndData, n_images: int, seed: int, with_masks: bool) -> ModelAndImages:
+    """``n_images`` test images (seeded choice) of the loaded model's data, with their ground-truth masks if
+    ``with_masks``."""
+    test = loaded.test
+    chosen = chosen_images(test, n_images, seed)
+    masks = None
+    if with_masks:
+        if test.masks is None:
+            raise XaitrustError(f"dataset {test.name!r} has no ground-truth masks for the localisation metrics "
+                                "(the synthetic 'shapes' dataset has; an .npz may hold them as 'masks'); drop them "
+                                "from --metrics")
+        masks = test.masks[chosen]
+    return ModelAndImages(loaded.model, test.x[chosen], test.index[chosen], test.y[chosen], masks,
+                          {"model": loaded.label, "model_source": loaded.source.model, "dataset": test.name,
+                           "data": test.info.get("load")})
 
 
 def _names(text: str, option: str) -> list[str]:
@@ -116,63 +73,83 @@ def _names(text: str, option: str) -> list[str]:
     return names
 
 
+def _output_files(out: str) -> tuple[Path, Path]:
+    """``OUT`` (a ``.csv`` path) and the ``.json`` beside it."""
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise XaitrustError(f"--out must name a .csv file (the settings go beside it as .json); got {str(out)!r}")
+    return out, out.with_suffix(".json")
+
+
 @click.command("evaluate")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True), help="Trained model (checkpoint folder).")
-@click.option("--explainers", default="saliency,integrated-gradients", show_default=True, help="Comma-separated explainer names.")
-@click.option("--metrics", default="deletion,insertion,mif-lif,btr,mu-fidelity", show_default=True,
-              help=f"Comma-separated metric names: {', '.join(METRICS)}.")
-@click.option("--n-images", default=64, show_default=True, type=click.IntRange(min=1), help="Test images (seeded random choice).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Tidy CSV of per-sample values.")
-@click.option("--dataset", default=None, help="Dataset name (default: the checkpoint's).")
-@click.option("--data-root", default=None, type=click.Path(file_okay=False), help="Folder of the dataset files.")
-@click.option("--reduction", default="abs-sum", show_default=True, help="Channel reduction of attributions to maps.")
-@click.option("--target", "target_kind", type=click.Choice(["predicted", "label"]), default="predicted", show_default=True)
-@click.option("--steps", default=100, show_default=True, type=click.IntRange(min=1), help="Deletion/insertion/BTR steps.")
-@click.option("--ties", type=click.Choice(["random", "stable"]), default="random", show_default=True,
+@model_options
+@data_options
+@click.option("--explainers", default=",".join(DEFAULT_EXPLAINERS), show_default=True,
+              help="Comma-separated explainer names (xaitrust.explainers.available_explainers) or path/to/file.py:Name "
+                   "of your own.")
+@click.option("--metrics", default=",".join(DEFAULT_METRICS), show_default=True,
+              help=f"Comma-separated metric names ({', '.join(m.name for m in available_metrics())}) or "
+                   "path/to/file.py:Name of your own.")
+@click.option("--n-images", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Test images (seeded random choice).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Tidy CSV of per-sample values (a .csv path); the settings are written beside it as .json.")
+@click.option("--reduction", type=click.Choice(REDUCTIONS), default="abs-sum", show_default=True,
+              help="Channel reduction of attributions to maps.")
+@click.option("--target", "target_kind", type=click.Choice(["predicted", "label"]), default="predicted",
+              show_default=True, help="Explain the model's predicted class or the true label.")
+@click.option("--output", type=click.Choice(OUTPUTS), default="probability", show_default=True,
+              help="Score explained, and measured by the metrics that measure the explained score.")
+@click.option("--steps", default=100, show_default=True, type=click.IntRange(min=1),
+              help=f"Steps of {', '.join(STEPPED_METRICS)}.")
+@click.option("--ties", type=click.Choice(TIES), default="random", show_default=True,
               help="Order of equal map values in the curves: at random from the seed, or row by row.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Masked images per forward pass (default: automatic).")
-def command(checkpoint, explainers, metrics, n_images, out, dataset, data_root, reduction, target_kind, steps, ties, seed,
-            batch_size):
-    """Explain N test images of the model in CHECKPOINT with each explainer and score the maps with each metric.
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Masked images per forward pass (default: automatic).")
+@runtime_options
+def command(model, weights, model_options_text, input_mean, input_std, cam_layer, dataset, data_root,
+            dataset_options_text, explainers, metrics, n_images, out, reduction, target_kind, output, steps, ties,
+            seed, batch_size, device, threads):
+    """Explain N test images of MODEL with each explainer and score the maps with each metric.
 
-    Writes one CSV row per sample x method x metric (columns metric, method, model, sample, value) and prints the
-    mean +- standard deviation of every method x metric.
+    Writes one CSV row per sample x method x metric (columns sample: the dataset index, label, prediction,
+    confidence, target, method, metric, value, model) and prints the mean +- standard deviation of every
+    method x metric.
     """
-    from ..explainers import get_explainer
-    from ..explainers.reduce import reduce_attributions
-    from ..protocols.results import tidy_rows
     from ..io import library_versions
-    from ._checkpoint import checkpoint_images
 
+    csv_path, json_path = _output_files(out)
     metric_names = _names(metrics, "--metrics")
-    resolved = {name: resolve_metric(name) for name in metric_names}
-    methods = {name: get_explainer(name) for name in _names(explainers, "--explainers")}
-    chosen = checkpoint_images(checkpoint, dataset, data_root, n_images, seed)
-    model, x, indices, dataset = chosen.model, chosen.x, chosen.indices, chosen.dataset
-    target = chosen.predicted if target_kind == "predicted" else chosen.labels
-    model_name = Path(checkpoint).name
-    tables = []
-    for method, explainer in methods.items():
-        attributions = explainer(model, x, target)
-        batch = EvaluationBatch(model, x, target, attributions, reduce_attributions(attributions, reduction, x), explainer,
-                                reduction, seed, batch_size, steps, ties)
-        for name, (function, adapter) in resolved.items():
-            click.echo(f"{method}: {name}", err=True)
-            for metric, values in adapter(function, batch).items():
-                table = tidy_rows(values, metric=metric, method=method, model=model_name)
-                table["sample"] = indices.numpy()
-                tables.append(table)
-    results = pd.concat(tables, ignore_index=True)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    results.to_csv(out, index=False)
-    config = dict(checkpoint=str(checkpoint), dataset=dataset, explainers=list(methods), metrics=metric_names,
-                  n_images=len(indices), reduction=reduction, target=target_kind, steps=steps, ties=ties, seed=seed,
-                  batch_size=batch_size, versions=library_versions())
-    out.with_suffix(".json").write_text(json.dumps(config, indent=2))
+    explainer_names = _names(explainers, "--explainers")
+    chosen = {name: get_metric(name) for name in metric_names}
+    comparing = [name for name, metric in chosen.items() if "reference_maps" in metric.needs]
+    if comparing:
+        raise XaitrustError(f"--metrics: {', '.join(comparing)} compare two models' maps and this command explains "
+                            "one model (see `xaitrust run calibrate-to-interpret`, or "
+                            "xaitrust.evaluate(reference_maps=...))")
+    with_masks = any("masks" in metric.needs for metric in chosen.values())
+    metric_params = {name: {"steps": steps} for name in STEPPED_METRICS if name in metric_names}
+    device = apply_runtime(device, threads)
+    loaded = load_model_and_images(
+        load_model_and_data(model, weights, model_options_text, input_mean, input_std, cam_layer, dataset, data_root,
+                            dataset_options_text, device, explainer_names),
+        n_images, seed, with_masks,
+    )
+    results = evaluate(
+        loaded.model, loaded.x, None if target_kind == "predicted" else loaded.labels, explainer_names, metric_names,
+        output, loaded.masks, seed, reduction=reduction, indices=loaded.indices, labels=loaded.labels,
+        metric_params=metric_params, batch_size=batch_size, ties=ties,
+    )
+    results["model"] = loaded.source["model"]
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    results.to_csv(csv_path, index=False)
+    settings = dict(loaded.source, explainers=explainer_names, metrics=metric_names, n_images=len(loaded.x),
+                    reduction=reduction, target=target_kind, output=output, steps=steps, ties=ties, seed=seed,
+                    batch_size=batch_size, versions=library_versions())
+    json_path.write_text(json.dumps(settings, indent=2))
     click.echo(summary_table(results))
-    click.echo(f"results: {out}")
+    click.echo(f"results: {csv_path}\nsettings: {json_path}")
 
 
 def summary_table(results: pd.DataFrame) -> str:

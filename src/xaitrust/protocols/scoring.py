@@ -1,5 +1,6 @@
 """Per-sample scores of one method's maps on one model: the rows of the benchmark scorecard and of the
-Calibrate-to-Interpret protocol. Each function only calls ``xaitrust.metrics`` and returns tidy rows."""
+Calibrate-to-Interpret protocol. Every score is a metric of the registry (``xaitrust.evaluation``), with its
+parameters from the protocol config; each function returns tidy rows."""
 
 from __future__ import annotations
 
@@ -9,35 +10,24 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..evaluation import MetricInputs, get_metric, metric_values
+from ..evaluation.builtin import deletion_curves as measured_deletion_curves
 from ..explainers import get_explainer
 from ..explainers.reduce import reduce_attributions
-from ..metrics import (
-    area_between,
-    better_than_random,
-    insertion,
-    local_lipschitz,
-    map_ssim,
-    mif_lif,
-    mu_fidelity,
-    otsu_tv,
-)
 from ..metrics.curves import PerturbationCurves
 from ..metrics.faithfulness import random_superpixel_deletion
+from ..metrics.fidelity import FPA_FRACTIONS
 from .common import explain_cached, predictions
 from .results import tidy_rows
 from .run_folder import RunFolder
 
-#: Metric names used in tables and reports, with whether higher is better.
-HIGHER_IS_BETTER = {
-    "deletion_area": False,
-    "insertion_area": True,
-    "better_than_random": True,
-    "mif_lif_area": True,
-    "mu_fidelity": True,
-    "otsu_tv": False,
-    "local_lipschitz": False,
-    "ssim_to_uncalibrated": True,
-}
+#: The scorecard's metrics (registry names), in the order of its columns.
+SCORECARD_METRICS = ("deletion_area", "insertion_area", "better_than_random", "mif_lif_area", "mu_fidelity",
+                     "otsu_tv", "local_lipschitz", "ssim_to_uncalibrated")
+#: Those computed on every explained image of every method (``faithfulness_rows``).
+FAITHFULNESS_METRICS = SCORECARD_METRICS[:6]
+#: Metric names used in tables and reports, with whether higher is better (``Metric.higher_is_better``).
+HIGHER_IS_BETTER = {name: get_metric(name).higher_is_better for name in SCORECARD_METRICS}
 
 
 #: The ``method`` label of rows that do not depend on the explanation method.
@@ -54,57 +44,89 @@ def method_reduction(config: dict, method: str) -> str:
     return config["method_reductions"].get(method, config["reduction"])
 
 
+def faithfulness_params(config: dict, baseline: PerturbationCurves, removal: tuple[float, ...], dtype) -> dict:
+    """The registry parameters of ``FAITHFULNESS_METRICS`` from the protocol config: ``deletion_steps`` and
+    ``replacement`` (deletion, insertion, BTR), ``n_superpixels`` and ``n_orders`` (BTR, against the random
+    ``baseline``), ``mu_fidelity_subsets``, and the MIF/LIF ``removal`` value per channel. The score (``output``),
+    ``seed`` and ``ties`` are settings of ``metric_inputs``."""
+    game = {"steps": config["deletion_steps"], "replacement": config["replacement"]}
+    return {
+        "deletion_area": game,
+        "insertion_area": game,
+        "better_than_random": {**game, "n_superpixels": config["n_superpixels"], "n_orders": config["n_orders"],
+                               "baseline": baseline},
+        "mif_lif_area": {"replacement": torch.tensor(removal, dtype=dtype).reshape(1, -1, 1, 1)},
+        "mu_fidelity": {"n_subsets": config["mu_fidelity_subsets"]},
+    }
+
+
+def metric_inputs(model, x, target, config: dict, **explanation) -> MetricInputs:
+    """What the metrics see: ``model``, images, targets, the config's ``output``, ``seed`` and ``ties``, and the
+    ``explanation`` (``maps``, ``attributions``, ``explainer``, ``reduction``, ``reference_maps``)."""
+    return MetricInputs(model, x, target, config["output"], config["seed"], config["ties"], **explanation)
+
+
+def metric_rows(names, inputs: MetricInputs, params: dict, method: str, model_name: str) -> pd.DataFrame:
+    """Tidy rows of the registry metrics ``names`` on ``inputs``, in the order of ``names``."""
+    values = {metric.name: value for metric, value in metric_values(map(get_metric, names), inputs, params)}
+    return pd.concat([tidy_rows(values[name], metric=name, method=method, model=model_name) for name in names])
+
+
 def faithfulness_rows(
     model, x, target, attributions, maps, config: dict, baseline: PerturbationCurves, method: str, model_name: str,
     removal: tuple[float, ...],
 ) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
-    """Deletion and insertion areas and BTR (blur replacement, C2I), the MIF/LIF area (removed pixels set to the
-    per-channel ``removal`` values, logits, x in percent, FPA; NaN for an image whose clean logit is <= 0), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the
-    deletion curves for figures."""
-    btr = better_than_random(
-        model, x, maps, target, config["n_superpixels"], config["n_orders"], config["seed"],
-        steps=config["deletion_steps"], replacement=config["replacement"], output=config["output"], baseline=baseline,
-        ties=config["ties"],
-    )
-    inserted = insertion(
-        model, x, maps, target, config["deletion_steps"], config["replacement"], config["output"],
-        ties=config["ties"], seed=config["seed"],
-    )
-    curves = mif_lif(model, x, maps, target, replacement=torch.tensor(removal, dtype=x.dtype).reshape(1, -1, 1, 1),
-                     ties=config["ties"], seed=config["seed"])
-    mif_lif_area = area_between(curves.mif, curves.lif).per_sample  # NaN where the clean logit is <= 0
-    fidelity = mu_fidelity(
-        model, x, attributions, target, n_subsets=config["mu_fidelity_subsets"], output=config["output"],
-        seed=config["seed"],
-    )
-    labels = {"method": method, "model": model_name}
-    table = pd.concat(
-        [
-            tidy_rows(btr.deletion.area, metric="deletion_area", **labels),
-            tidy_rows(inserted.area, metric="insertion_area", **labels),
-            tidy_rows(btr.better.float(), metric="better_than_random", **labels),
-            tidy_rows(mif_lif_area, metric="mif_lif_area", **labels),
-            tidy_rows(fidelity, metric="mu_fidelity", **labels),
-            tidy_rows(otsu_tv(maps), metric="otsu_tv", **labels),
-        ]
-    )
-    return table, {"deletion": btr.deletion.curves, "fractions": btr.deletion.fractions}
+    """Deletion and insertion areas and BTR against ``baseline`` (blur replacement, C2I), the MIF/LIF area (removed
+    pixels set to the per-channel ``removal`` values, logits, x in percent, FPA; NaN for an image whose clean logit
+    is <= 0), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the deletion
+    curves for figures."""
+    params = faithfulness_params(config, baseline, removal, x.dtype)
+    inputs = metric_inputs(model, x, target, config, maps=maps, attributions=attributions)
+    names = [name for name in FAITHFULNESS_METRICS if name in config["metrics"]]
+    table = metric_rows(names, inputs, params, method, model_name) if names else pd.DataFrame()
+    curves = measured_deletion_curves(inputs, **params["deletion_area"])  # measured above, for the figures
+    return table, {"deletion": curves.curves, "fractions": curves.fractions}
+
+
+def other_metric_rows(model, x, target, attributions, maps, masks, method: str, params: dict, config: dict,
+                      model_name: str) -> pd.DataFrame:
+    """Rows of the config's ``metrics`` beyond the scorecard's own (registered or ``path/to/file.py:Name``), with
+    their ``metric_params``; empty when there are none."""
+    names = [name for name in config["metrics"] if name not in SCORECARD_METRICS]
+    if not names:
+        return pd.DataFrame()
+    inputs = metric_inputs(model, x, target, config, maps=maps, attributions=attributions, masks=masks,
+                           explainer=get_explainer(method, **params), reduction=method_reduction(config, method))
+    return metric_rows(names, inputs, config["metric_params"], method, model_name)
 
 
 def lipschitz_rows(model, x, target, method: str, params: dict, config: dict, model_name: str) -> pd.DataFrame:
-    """Local Lipschitz estimate (C2I section 4.6) of ``method`` on the first ``lipschitz_images`` images."""
+    """Local Lipschitz estimate (C2I section 4.6) of ``method`` (built with ``params``) on the first
+    ``lipschitz_images`` images, ``lipschitz_neighbours`` neighbours within ``lipschitz_radius``, comparing min-max
+    normalised maps after the method's reduction."""
     n = config["lipschitz_images"]
-    values = local_lipschitz(
-        get_explainer(method, **params), model, x[:n], target[:n],
-        n_neighbours=config["lipschitz_neighbours"], radius=config["lipschitz_radius"], output=config["output"],
-        reduction=method_reduction(config, method), normalize=True, seed=config["seed"],
-    )
-    return tidy_rows(values, metric="local_lipschitz", method=method, model=model_name)
+    inputs = metric_inputs(model, x[:n], target[:n], config, explainer=get_explainer(method, **params),
+                           reduction=method_reduction(config, method))
+    neighbours = {"n_neighbours": config["lipschitz_neighbours"], "radius": config["lipschitz_radius"]}
+    return metric_rows(("local_lipschitz",), inputs, {"local_lipschitz": neighbours}, method, model_name)
 
 
-def ssim_rows(maps: torch.Tensor, reference: torch.Tensor, method: str, model_name: str) -> pd.DataFrame:
+def ssim_rows(model, x, target, maps, reference: torch.Tensor, config: dict, method: str, model_name: str
+              ) -> pd.DataFrame:
     """SSIM between a calibrated model's maps and the uncalibrated model's maps of the same images (C2I 4.3)."""
-    return tidy_rows(map_ssim(maps, reference), metric="ssim_to_uncalibrated", method=method, model=model_name)
+    inputs = metric_inputs(model, x, target, config, maps=maps, reference_maps=reference)
+    return metric_rows(("ssim_to_uncalibrated",), inputs, {}, method, model_name)
+
+
+def scoring_passes(config: dict, n_models: int) -> int:
+    """Forward passes the scorecard's metrics take on ``n_models`` models (explanations not included): per image and
+    model, the random superpixel baseline's ``n_orders`` deletion curves; per image, model and method, the deletion
+    and insertion curves (``deletion_steps + 1`` points each), the MIF and LIF curves (``FPA_FRACTIONS`` each) and
+    ``mu_fidelity_subsets`` subsets."""
+    curve = config["deletion_steps"] + 1
+    per_method = 2 * curve + 2 * len(FPA_FRACTIONS) + config["mu_fidelity_subsets"]
+    per_model = config["n_orders"] * curve + len(config["explainers"]) * per_method
+    return config["n_images"] * n_models * per_model
 
 
 @dataclass
@@ -130,7 +152,8 @@ def explained_classes(models: dict, x: torch.Tensor, reference_target: torch.Ten
 
 
 def score_methods(
-    run: RunFolder, models: dict, x: torch.Tensor, target: torch.Tensor, config: dict, removal: tuple[float, ...]
+    run: RunFolder, models: dict, x: torch.Tensor, target: torch.Tensor, config: dict, removal: tuple[float, ...],
+    masks: torch.Tensor | None = None,
 ) -> ScoredMethods:
     """Explain ``x`` with every method of ``config["explainers"]`` on every model of ``models`` (the first one is the
     reference, "uncalibrated") and score the maps; attributions and score tables are cached in the run folder.
@@ -138,7 +161,10 @@ def score_methods(
     ``explained_classes``, and the share of images whose class differs from the reference's is the metric
     ``explained_class_changed``; the random superpixel baseline's deletion area is the method
     ``RANDOM_SUPERPIXELS``. ``removal`` is the per-channel value of a pixel removed by the MIF/LIF curves
-    (``xaitrust.protocols.common.removal_fill``)."""
+    (``xaitrust.protocols.common.removal_fill``). Only the config's ``metrics`` are computed; ``masks`` (ground truth
+    of ``x``) serve the localisation metrics among them. An image whose superpixels collapsed and fell back to a
+    patch grid (``xaitrust.perturb.segments``) has ``segmentation_fallback`` 1: for the random superpixel baseline
+    (method ``RANDOM_SUPERPIXELS``) and for each explainer with its own segmentation (KernelSHAP, LIME)."""
     reference = next(iter(models))
     tables, random_curves, deletion_curves, examples, all_maps = [], {}, {}, {}, {}
     targets = explained_classes(models, x, target, config)
@@ -153,6 +179,8 @@ def score_methods(
         )
         random_curves[f"random superpixels ({model_name})"] = (baseline.fractions, baseline.curves)
         tables.append(tidy_rows(baseline.area, metric="deletion_area", method=RANDOM_SUPERPIXELS, model=model_name))
+        tables.append(tidy_rows(baseline.fallback.float(), metric="segmentation_fallback", method=RANDOM_SUPERPIXELS,
+                                model=model_name))
         for method in tqdm(config["explainers"], desc=f"score {model_name}", unit="method"):
             params = config["explainer_params"].get(method, {})
             key = f"{method}/{model_name}"
@@ -160,6 +188,10 @@ def score_methods(
                 run, key, method, params, model, x, target, config["output"], config["explainer_batch_size"]
             )
             maps = reduce_attributions(attributions, method_reduction(config, method), inputs=x)
+            segmented = getattr(get_explainer(method, **params), "segmentation", None)
+            if segmented is not None:  # KernelSHAP, LIME: which images' superpixels fell back to a patch grid
+                tables.append(tidy_rows(segmented(x).fallback.float(), metric="segmentation_fallback", method=method,
+                                        model=model_name))
             all_maps.setdefault(model_name, {})[method] = maps
             examples.setdefault(model_name, {})[method] = maps[:8]
 
@@ -168,11 +200,13 @@ def score_methods(
                     model, x, target, attributions, maps, config, baseline, method, model_name, removal
                 )
                 run.cached_tensors(f"curves/{key}", lambda: curves)  # saved before the table that marks it finished
-                parts = [rows]
-                if method in config["lipschitz_explainers"]:
+                parts = [rows, other_metric_rows(model, x, target, attributions, maps, masks, method, params, config,
+                                                 model_name)]
+                if "local_lipschitz" in config["metrics"] and method in config["lipschitz_explainers"]:
                     parts.append(lipschitz_rows(model, x, target, method, params, config, model_name))
-                if model_name != reference:
-                    parts.append(ssim_rows(maps, all_maps[reference][method], method, model_name))
+                if "ssim_to_uncalibrated" in config["metrics"] and model_name != reference:
+                    parts.append(ssim_rows(model, x, target, maps, all_maps[reference][method], config, method,
+                                           model_name))
                 return pd.concat(parts)
 
             tables.append(run.cached_table(f"scores/{key}", compute))

@@ -1,0 +1,34 @@
+"""One evaluation layer: the metric registry and ``evaluate``.
+
+- ``registry``: ``Metric`` (name, computation, needs, direction, score, parameters, description, source),
+  ``define_metric``, ``register_metric``, ``get_metric`` (a name or ``path/to/file.py:Name``), ``available_metrics``;
+- ``builtin``: every metric of ``xaitrust.metrics`` registered under its one name;
+- ``evaluate``: explain images with several explainers and score every explanation, into one tidy table.
+"""
+
+from . import builtin  # noqa: F401  (registers the built-in metrics)
+from .evaluate import COLUMNS, evaluate, metric_values
+from .registry import (
+    EXPLAINED,
+    Metric,
+    MetricInputs,
+    available_metrics,
+    define_metric,
+    get_metric,
+    register_metric,
+)
+from .work import SharedWork
+
+__all__ = [
+    "COLUMNS",
+    "EXPLAINED",
+    "Metric",
+    "MetricInputs",
+    "SharedWork",
+    "available_metrics",
+    "define_metric",
+    "evaluate",
+    "get_metric",
+    "metric_values",
+    "register_metric",
+]
