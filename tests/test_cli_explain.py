@@ -24,7 +24,8 @@ def test_explain_writes_grid_and_the_attributions_it_plotted(tmp_path):
     assert (out / "maps.png").stat().st_size > 5000
     stored = load_file(out / "attributions.safetensors")
     test = load_dataset("digits", split="test")
-    assert torch.equal(stored["images"], test.x[stored["indices"]])
+    position = {int(index): i for i, index in enumerate(test.index)}  # dataset index -> row of the test split
+    assert torch.equal(stored["images"], test.x[[position[int(i)] for i in stored["indices"]]])
     predicted = model(stored["images"]).argmax(dim=1)
     expected = get_explainer("saliency")(model, stored["images"], predicted, output="logit")
     torch.testing.assert_close(stored["saliency"], expected)

@@ -1,5 +1,5 @@
-"""Calibrate a saved model: carve a calibration split from its dataset's test data, fit, save the calibrator beside
-the model, and measure calibration before and after on the remaining (held-out) test data."""
+"""Calibrate a trained model: carve a calibration split from its dataset's test data, fit, save the calibrator beside
+the model (or in a folder of the user's choice), and measure calibration before and after on the remaining (held-out) test data."""
 
 from __future__ import annotations
 
@@ -36,25 +36,50 @@ def calibrate_checkpoint(
     level_eval_size: int = 1000,
     **method_options,
 ) -> dict:
-    """Fit ``method`` on ``calibration_size`` test samples of the checkpoint's dataset (stratified, ``seed``); with
-    ``limit``, only a stratified subset of ``limit`` test samples is used (faster; the KL estimator is O(N^2)).
-
-    Writes ``calibration-<method>.safetensors/.json``, ``calibration-<method>-summary.json`` and
-    ``calibration-<method>-reliability.png`` (and for ReCalX ``calibration-recalx-levels.png``, KL error by
-    perturbation level before and after on up to ``level_eval_size`` held-out images) in the checkpoint folder. Returns
-    ``{"before": ..., "after": ..., "files": ...}`` with the measures of ``calibration_summary`` on held-out data.
-    """
-    from ..data import calibration_split, load_dataset
+    """``calibrate_model`` on the model of an xaitrust checkpoint and the test split of the data it records, writing
+    into the checkpoint folder."""
+    from ..data import load_dataset
     from ..training import load_metadata, load_model
 
     folder = Path(checkpoint)
     folder = folder if folder.is_dir() else folder.parent
-    model = load_model(checkpoint)
-    dataset = load_dataset(load_metadata(checkpoint)["dataset"], root, split="test", limit=limit)
-    calibration, held_out = calibration_split(dataset, calibration_size, seed=seed)
+    metadata = load_metadata(checkpoint)
+    recorded = metadata.get("data") or {"dataset": metadata["dataset"]}
+    dataset = load_dataset(recorded["dataset"], root or recorded.get("root"), split="test",
+                           **recorded.get("options", {}))
+    return calibrate_model(load_model(checkpoint), dataset, folder, method, calibration_size, seed, limit,
+                           level_eval_size, **method_options)
+
+
+def calibrate_model(
+    model: torch.nn.Module,
+    dataset,
+    folder,
+    method: str = "temperature",
+    calibration_size: int = 2000,
+    seed: int = 0,
+    limit: int | None = None,
+    level_eval_size: int = 1000,
+    **method_options,
+) -> dict:
+    """Fit ``method`` on ``calibration_size`` samples of the test data ``dataset`` (stratified, ``seed``); with
+    ``limit``, only a stratified subset of ``limit`` test samples is used (faster; the KL estimator is O(N^2)).
+
+    Writes ``calibration-<method>.safetensors/.json``, ``calibration-<method>-summary.json`` and
+    ``calibration-<method>-reliability.png`` (and for ReCalX ``calibration-recalx-levels.png``, KL error by
+    perturbation level before and after on up to ``level_eval_size`` held-out images) in ``folder``. Returns
+    ``{"before": ..., "after": ..., "files": ...}`` with the measures of ``calibration_summary`` on held-out data.
+    """
+    from ..data import calibration_split, stratified_sample
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if limit is not None and limit < len(dataset):
+        dataset = dataset.subset(stratified_sample(dataset.y, limit, seed=0))
     if method == "recalx":
         method_options.setdefault("seed", seed)
     calibrator = get_calibrator(method, **method_options)
+    calibration, held_out = calibration_split(dataset, calibration_size, seed=seed)
     if method == "recalx":
         calibrator.fit(model, calibration.x, calibration.y)
     else:

@@ -12,7 +12,7 @@ from ..data import load_dataset, stratified_sample
 from ..explainers import available_explainers, get_explainer
 from ..report.figures import plot_map_grid
 from ..training.pretrained import PROFILES, get_trained_model
-from .train import set_threads, threads_option
+from ._inputs import apply_runtime, runtime_options
 
 DATASET = "fashion-mnist"
 
@@ -40,11 +40,11 @@ def explain_all(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, n
               help="Where trained models are cached (default $XAITRUST_CACHE or ~/.cache/xaitrust).")
 @click.option("--explainers", default=None, help="Comma-separated explainer names (default: every registered one).")
 @click.option("--images", type=click.IntRange(1, 64), default=8, show_default=True, help="Test images to explain.")
-@threads_option
-def command(out, profile, cache_dir, explainers, images, threads) -> None:
+@runtime_options
+def command(out, profile, cache_dir, explainers, images, device, threads) -> None:
     """Train the default model on Fashion-MNIST (cached after the first run), report its test accuracy and plot the
     explanations of a few test images to OUT/explanations.png."""
-    set_threads(threads)
+    device = apply_runtime(device, threads)
     result = get_trained_model(DATASET, "cnn", cache_dir=cache_dir, profile=profile)
     if result.reused:
         click.echo(f"reusing the cached model in {result.checkpoint_dir}")
@@ -55,10 +55,11 @@ def command(out, profile, cache_dir, explainers, images, threads) -> None:
     test = load_dataset(DATASET, split="test")
     chosen = stratified_sample(test.y, images, seed=0)
     x, y = test.x[chosen], test.y[chosen]
+    model = result.model.to(device)
     with torch.no_grad():
-        predicted = result.model(x).argmax(dim=1)
+        predicted = model(x.to(device)).argmax(dim=1).cpu()
     names = explainers.split(",") if explainers else [info.name for info in available_explainers()]
-    maps = explain_all(result.model, x, predicted, names)
+    maps = explain_all(model, x, predicted, names)
     titles = [f"{test.classes[t]}\npred {test.classes[p]}" for t, p in zip(y.tolist(), predicted.tolist())]
     path = Path(out) / "explanations.png"
     plot_map_grid(path, x, maps, image_titles=titles)

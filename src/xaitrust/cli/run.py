@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from ..protocols import PROFILES, PROTOCOL_MODULES, run_protocol
-from .train import set_threads, threads_option
+from ._inputs import apply_runtime, parse_numbers, parse_table, runtime_options
+
+#: Protocols that score a given trained model (``--weights``, a checkpoint, ``.pt2`` or ``.onnx``) without training.
+SCORING = ("benchmark", "calibrate-to-interpret", "recalx")
 
 
 @click.command("run")
@@ -13,13 +16,40 @@ from .train import set_threads, threads_option
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file overriding profile defaults.")
 @click.option("--profile", type=click.Choice(PROFILES), default=None, help="Parameter set (default: quick).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (default: runs/PROTOCOL-PROFILE).")
-@threads_option
-def command(protocol: str, config_file: str | None, profile: str | None, out: str | None, threads: int | None) -> None:
+@click.option("--model", default=None,
+              help="Config key model: a built-in architecture or path/to/file.py:Name (trained by the protocol, or "
+                   "scored as it is with --weights), a checkpoint folder, a .pt2 or .onnx file (scored as they are). "
+                   "mege-reco, fpa and roar always train their models from scratch.")
+@click.option("--weights", default=None, help="Config key weights: safetensors state dict of --model.")
+@click.option("--model-options", "model_options_text", default=None,
+              help="Config key model_options, as TOML: \"width = 8\".")
+@click.option("--input-mean", default=None, help="Config key input_mean (comma-separated, one per channel).")
+@click.option("--input-std", default=None, help="Config key input_std (comma-separated, one per channel).")
+@click.option("--cam-layer", default=None, help="Config key cam_layer: the layer Grad-CAM uses.")
+@click.option("--dataset", default=None, help="Config key dataset (see `xaitrust datasets`; folder / npz: your images).")
+@click.option("--data-root", default=None, type=click.Path(), help="Config key data_root: a folder or the .npz file.")
+@click.option("--dataset-options", "dataset_options_text", default=None,
+              help="Config key dataset_options, as TOML: \"image_size = 32, test_fraction = 0.5\".")
+@runtime_options
+def command(protocol, config_file, profile, out, model, weights, model_options_text, input_mean, input_std, cam_layer,
+            dataset, data_root, dataset_options_text, device, threads) -> None:
     """Run PROTOCOL and write config.toml, results.csv, figures and report.html into the run folder.
 
-    Rerunning with the same folder resumes an interrupted run. On a machine shared with other jobs, --threads 1 is
-    often several times faster than torch's default.
+    benchmark, calibrate-to-interpret and recalx score a trained model as it is (--model with --weights, a checkpoint
+    folder, .pt2 or .onnx) or train the architecture --model names; mege-reco, fpa and roar retrain by design (k
+    folds, regimes, ROAR retrainings), so --model names an architecture for them. Options given here override the
+    --config file. Rerunning with the same folder resumes an interrupted run. On a machine shared with other jobs,
+    --threads 1 is often several times faster than torch's default.
     """
-    set_threads(threads)
-    report = run_protocol(protocol, profile=profile, config_file=config_file, out=out)
+    apply_runtime(device, threads)
+    given = {
+        "model": model, "weights": weights, "cam_layer": cam_layer, "dataset": dataset, "data_root": data_root,
+        "model_options": model_options_text and parse_table(model_options_text, "--model-options"),
+        "input_mean": input_mean and parse_numbers(input_mean, "--input-mean"),
+        "input_std": input_std and parse_numbers(input_std, "--input-std"),
+        "dataset_options": dataset_options_text and parse_table(dataset_options_text, "--dataset-options"),
+        "device": None if device == "auto" else device,
+    }
+    overrides = {key: value for key, value in given.items() if value not in (None, "")}
+    report = run_protocol(protocol, profile=profile, config_file=config_file, out=out, overrides=overrides)
     click.echo(f"report: {report}")

@@ -9,28 +9,23 @@ import torch
 
 from ..training.config import OPTIMIZERS, SCHEDULES
 from ..training.pretrained import PROFILES, train_on_dataset
+from ._inputs import apply_runtime, parse_table, runtime_options
 
 DEFAULTS = PROFILES["default"].config
 
 
-def set_threads(threads: int | None) -> None:
-    """Apply ``--threads``: on a busy machine one thread is often much faster than several."""
-    if threads is not None:
-        if threads < 1:
-            raise click.BadParameter("must be at least 1", param_hint="--threads")
-        torch.set_num_threads(threads)
-
-
-threads_option = click.option(
-    "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)."
-)
-
-
 @click.command("train")
-@click.option("--dataset", default="fashion-mnist", show_default=True, help="Dataset name (see `xaitrust datasets`).")
-@click.option("--root", type=click.Path(), default=None, help="Where the dataset's files are, if not the default.")
+@click.option("--dataset", default="fashion-mnist", show_default=True,
+              help="Dataset name (see `xaitrust datasets`; folder / npz: your images).")
+@click.option("--root", "--data-root", "root", type=click.Path(), default=None,
+              help="Where the dataset's files are (a folder, or the .npz file), if not the default.")
+@click.option("--dataset-options", "dataset_options_text", default="",
+              help="The dataset loader's options, as TOML: \"image_size = 32, test_fraction = 0.5\".")
 @click.option("--limit", type=int, default=None, help="Train on a stratified subset of this many images.")
-@click.option("--model", default="cnn", show_default=True, help="Architecture (cnn, mnist-cnn, resnet18, ...).")
+@click.option("--model", default="cnn", show_default=True,
+              help="Architecture: cnn, mnist-cnn, resnet18, lipschitz-cnn, or your own as path/to/file.py:Name.")
+@click.option("--model-options", "model_options_text", default="",
+              help="Keyword options of the architecture, as TOML: \"width = 8\".")
 @click.option(
     "--augmentation", default="none", show_default=True, help="none, or flip / fpa / erasing joined by + (flip+fpa)."
 )
@@ -44,19 +39,21 @@ threads_option = click.option(
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds initialisation, shuffling, augmentation.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@threads_option
-def command(dataset, root, limit, model, augmentation, epochs, batch_size, optimizer, lr, momentum, weight_decay,
-            schedule, seed, out, quiet, threads) -> None:
+@runtime_options
+def command(dataset, root, dataset_options_text, limit, model, model_options_text, augmentation, epochs, batch_size,
+            optimizer, lr, momentum, weight_decay, schedule, seed, out, quiet, device, threads) -> None:
     """Train MODEL on DATASET and save it to OUT (model.safetensors + model.json).
 
     Rerunning the same command resumes an interrupted run, or does nothing if it had finished.
     """
-    set_threads(threads)
+    device = apply_runtime(device, threads)
     config = dataclasses.replace(
         DEFAULTS, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
         epochs=epochs, batch_size=batch_size, augmentation=augmentation, seed=seed,
     )
-    result = train_on_dataset(dataset, model, config, out, root=root, train_limit=limit, progress=not quiet)
+    result = train_on_dataset(dataset, model, config, out, root=root, train_limit=limit,
+                              model_options=parse_table(model_options_text, "--model-options"), progress=not quiet,
+                              dataset_options=parse_table(dataset_options_text, "--dataset-options"), device=device)
     if result.reused:
         click.echo(f"{out} already holds this finished run; nothing trained")
     elif result.start_epoch:

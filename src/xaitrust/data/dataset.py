@@ -27,6 +27,10 @@ class ImageDataset:
         name: dataset name, recorded in checkpoints and run folders.
         split: ``"train"``, ``"test"``, ``"calibration"``, ... (free text).
         source: where the data came from (a path, or a description for generated data).
+        info: free metadata; ``load_dataset`` records how the data was loaded under ``info["load"]`` (dataset name,
+            resolved root, options), which checkpoints keep so later commands find the data again.
+        index: int64 ``(N,)``, each sample's position in the data as loaded (the split of a data set that comes with
+            splits, else the whole file or folder); subsets keep it, so results can be joined back to the images.
     """
 
     x: torch.Tensor
@@ -37,6 +41,7 @@ class ImageDataset:
     split: str = "train"
     source: str = ""
     info: dict = field(default_factory=dict)
+    index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, torch.Tensor) or self.x.ndim != 4:
@@ -55,6 +60,9 @@ class ImageDataset:
             )
         if len(self.x) and not _within_unit_interval(self.x):
             raise XaitrustError("x must hold finite values in [0, 1]; rescale the images (e.g. divide 8-bit values by 255)")
+        self.index = torch.arange(len(self.x)) if self.index is None else torch.as_tensor(self.index).long()
+        if self.index.shape != (len(self.x),):
+            raise XaitrustError(f"index must have shape ({len(self.x)},); got {tuple(self.index.shape)}")
         if self.masks is not None:
             self.masks = torch.as_tensor(self.masks).bool()
             expected = (len(self.x), *self.x.shape[2:])
@@ -98,4 +106,5 @@ class ImageDataset:
             split=split or self.split,
             source=self.source,
             info=dict(self.info),
+            index=self.index[indices],
         )

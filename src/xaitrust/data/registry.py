@@ -107,6 +107,8 @@ def load_dataset(name: str, root: str | Path | None = None, split: str = "train"
     elif root is not None:
         raise XaitrustError(f"dataset {name!r} takes no root (it is {_DATASETS[name].locate()[1]}); drop root")
     dataset = loader(split=split, **options)
+    given = {key: value for key, value in options.items() if key != "root"}
+    dataset.info["load"] = {"dataset": name, "root": str(Path(root).resolve()) if root else None, "options": given}
     if limit is None or limit >= len(dataset):
         return dataset
     return dataset.subset(stratified_sample(dataset.y, limit, seed=0))

@@ -4,6 +4,10 @@ A checkpoint rebuilds a model with ``build_model(spec["name"], spec["in_channels
 spec["image_size"], **spec["options"])`` and then loads its state dict; ``spec["options"]`` holds every option, the
 defaults included, as JSON values.
 
+A user's architecture is named ``path/to/file.py:Name`` (a ``nn.Module`` class or factory, called with the options as
+keyword arguments) and is wrapped in ``xaitrust.models.user.WrappedModel``; its ``spec`` also records the wrapper's
+settings (``spec["wrapper"]``), which ``build_model`` takes back as ``wrapper=``.
+
 An architecture is an ``ImageClassifier`` subclass with class attributes ``name`` and ``description`` and an
 ``__init__(shape: ClassifierShape, *, option=default, ...)``: its keyword-only parameters are its options.
 """
@@ -16,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import XaitrustError
+from ..sources import is_file_reference
 from ._options import is_count
 from .base import ClassifierShape, ImageClassifier
 from .cnn import SmallCNN
 from .lipschitz import LipschitzCNN
 from .mnist_cnn import MnistCNN
 from .resnet import ResNet18
+from .user import build_user_architecture
 
 _MODELS: dict[str, type[ImageClassifier]] = {cls.name: cls for cls in (SmallCNN, MnistCNN, ResNet18, LipschitzCNN)}
 DEFAULT_MODEL = SmallCNN.name
@@ -54,6 +60,7 @@ def build_model(
     in_channels: int,
     num_classes: int,
     image_size: int | Sequence[int],
+    /,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     **options,
@@ -62,10 +69,16 @@ def build_model(
 
     ``image_size`` is ``H`` (square) or ``(H, W)``; ``mean`` / ``std`` are the per-channel statistics the model
     normalises its [0, 1] inputs with (default 0 / 1); ``options`` are the architecture's own (see
-    ``available_models``). Raises ``XaitrustError`` for an unknown name or option or an invalid value.
+    ``available_models``), or the keyword arguments of a ``path/to/file.py:Name`` architecture (plus ``wrapper``, see
+    the module notes). Raises ``XaitrustError`` for an unknown name or option or an invalid value.
     """
+    if is_file_reference(name):
+        shape = _shape(in_channels, num_classes, image_size)
+        return build_user_architecture(name, shape.in_channels, shape.num_classes, shape.image_size, mean, std, **options)
     if name not in _MODELS:
-        raise XaitrustError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}")
+        raise XaitrustError(
+            f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}, or your own as path/to/file.py:Name"
+        )
     cls = _MODELS[name]
     allowed = _options(cls)
     unknown = sorted(set(options) - set(allowed))

@@ -31,17 +31,29 @@ def protocol_module(name: str):
     return import_module(f"{__name__}.{PROTOCOL_MODULES[name]}")
 
 
-def run_protocol(name: str, profile: str | None = None, config_file: str | Path | None = None, out=None) -> Path:
+def run_protocol(
+    name: str,
+    profile: str | None = None,
+    config_file: str | Path | None = None,
+    out=None,
+    overrides: dict | None = None,
+    supplied: dict | None = None,
+) -> Path:
     """Run protocol ``name`` and return the path of its ``report.html``.
 
-    An interrupted run resumes when called again with the same ``out`` folder and config: finished models, maps and
-    tables are loaded from the folder instead of being recomputed.
+    The config is the profile's defaults, updated by the TOML ``config_file``, updated by ``overrides`` (e.g. from
+    command-line options). ``supplied`` holds objects given to the Python API (``RunFolder.supplied``). An interrupted
+    run resumes when called again with the same ``out`` folder and config: finished models, maps and tables are
+    loaded from the folder instead of being recomputed.
     """
     module = protocol_module(name)
     user = read_toml(config_file) if config_file else {}
+    user.update(overrides or {})
     config = resolve_config(module.SPEC, profile, user)
     out = Path(out) if out else Path("runs") / f"{name}-{config['profile']}"
-    return module.execute(RunFolder(out, config))
+    run = RunFolder(out, config)
+    run.supplied = dict(supplied or {})
+    return module.execute(run)
 
 
 __all__ = ["PROFILES", "PROTOCOL_MODULES", "ProtocolSpec", "RunFolder", "protocol_module", "resolve_config", "run_protocol"]

@@ -25,8 +25,15 @@ from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
 from .common import (
     RECIPE_DEFAULTS,
+    TRAINED_MODEL_DEFAULTS,
+    check_explainer_lists,
+    check_metric_names,
+    check_model_source,
+    dataset_label,
+    model_description,
     calibrated_models,
     images_to_explain,
+    with_sample_columns,
     removal_fill,
     removal_value,
     train_and_split,
@@ -35,7 +42,7 @@ from .common import (
 from .config import ProtocolSpec
 from .results import pivot_summary
 from .run_folder import RunFolder
-from .scoring import CONTROLS, HIGHER_IS_BETTER, score_methods
+from .scoring import CONTROLS, HIGHER_IS_BETTER, SCORECARD_METRICS, score_methods
 
 ALL_EXPLAINERS = [info.name for info in available_explainers()]
 
@@ -45,6 +52,7 @@ C2I_IG = {"baseline": "black+white", "rule": "riemann-right", "combine": "mean-a
 
 _COMMON = {
     **RECIPE_DEFAULTS,
+    **TRAINED_MODEL_DEFAULTS,
     "calibrator": "temperature",
     "calibration_size": 2000,
     "explainers": ALL_EXPLAINERS,
@@ -66,10 +74,21 @@ _COMMON = {
     "lipschitz_explainers": ALL_EXPLAINERS,
     "explainer_batch_size": 64,
     "explainer_params": {"integrated-gradients": {"steps": 30, **C2I_IG}},
+    "metrics": list(SCORECARD_METRICS),
+    "metric_params": {},
 }
 
 _CHEAP_LIPSCHITZ = ["saliency", "sensitivity", "gradient-input", "integrated-gradients", "smoothgrad", "gradcam",
                     "gradcam++", "guided-backprop", "deeplift", "lrp", "random"]
+
+def validate(config: dict) -> None:
+    """Checks across keys: the removal value, the model keys (``ModelSource.check``), the explainers (registered or
+    ``path/to/file.py:Name``, with valid parameters) and the metrics (registered or ``path/to/file.py:Name``)."""
+    removal_value(config)
+    check_model_source(config)
+    check_explainer_lists(config)
+    check_metric_names(config)
+
 
 SPEC = ProtocolSpec(
     name="benchmark",
@@ -99,8 +118,6 @@ SPEC = ProtocolSpec(
         ),
     },
     choices={
-        "explainers": tuple(ALL_EXPLAINERS),
-        "lipschitz_explainers": tuple(ALL_EXPLAINERS),
         "calibrator": ("temperature", "dirichlet"),
         "output": ("logit", "probability", "log-probability"),
         "explained_class": ("own", "reference"),
@@ -108,7 +125,7 @@ SPEC = ProtocolSpec(
         "replacement": ("zero", "mean", "blur", "uniform"),
         "ties": TIES,
     },
-    validate=removal_value,
+    validate=validate,
     mixed_types=("removal_value",),
 )
 
@@ -168,8 +185,9 @@ def execute(run: RunFolder) -> Path:
     _, models, calibration_results = calibrated_models(run, prepared, {"calibrated": config["calibrator"]})
 
     chosen, x, target = images_to_explain(model, held_out, config)
-    scored = score_methods(run, models, x, target, config, removal_fill(config, model.input_mean))
-    results = scored.results
+    masks = None if held_out.masks is None else held_out.masks[chosen]
+    scored = score_methods(run, models, x, target, config, removal_fill(config, model.input_mean), masks)
+    results = with_sample_columns(scored.results, models, x, held_out, chosen)
     summary = write_results(run, results)
     card = scorecard(summary)
     run.write_table("scorecard", card.reset_index())
@@ -182,8 +200,7 @@ def execute(run: RunFolder) -> Path:
     sections = [
         Section(
             "Scorecard",
-            [f"{len(x)} held-out {config['dataset']} images, model {config['model']} "
-             f"(test accuracy {trained.metrics.get('test_accuracy', float('nan')):.4f}), explanations of the "
+            [f"{len(x)} held-out {dataset_label(config)} images, {model_description(config, trained)}, explanations of the "
              f"{config['output']} of the predicted class, maps reduced by {config['reduction']}. Means per method; "
              "arrows in the metric list below say which direction is better."],
             tables={"Mean per method (methods x metric, model)": card},

@@ -38,7 +38,10 @@ from .common import (
     calibrated_models,
     removal_fill,
     explain_cached,
+    dataset_label,
     images_to_explain,
+    model_description,
+    with_sample_columns,
     predictions,
     train_and_split,
     write_results,
@@ -77,8 +80,7 @@ SPEC = ProtocolSpec(
         "smoke": _profile("smoke", sweep_images=4, sweep_factors=[0.5, 1.0, 2.0],
                           lipschitz_explainers=["sensitivity", "gradcam"]),
     },
-    choices={**BENCHMARK_SPEC.choices, "calibrators": ("temperature", "dirichlet"),
-             "sweep_explainers": BENCHMARK_SPEC.choices["explainers"]},
+    choices={**BENCHMARK_SPEC.choices, "calibrators": ("temperature", "dirichlet")},
     validate=BENCHMARK_SPEC.validate,
     mixed_types=BENCHMARK_SPEC.mixed_types,
 )
@@ -175,8 +177,9 @@ def execute(run: RunFolder) -> Path:
     )
 
     chosen, x, target = images_to_explain(model, held_out, config)
-    scored = score_methods(run, models, x, target, config, removal_fill(config, model.input_mean))
-    results = scored.results
+    masks = None if held_out.masks is None else held_out.masks[chosen]
+    scored = score_methods(run, models, x, target, config, removal_fill(config, model.input_mean), masks)
+    results = with_sample_columns(scored.results, models, x, held_out, chosen)
     summary = write_results(run, results)
 
     sweep_x, sweep_target = x[: config["sweep_images"]], target[: config["sweep_images"]]
@@ -190,7 +193,8 @@ def execute(run: RunFolder) -> Path:
     figures = run.path / "figures"
     ssim = results[results["metric"] == "ssim_to_uncalibrated"]
     sections = [
-        Section("Calibration", [f"Fitted on {len(calibration)} held-out test images; scored on the other "
+        Section("Calibration", [f"{dataset_label(config)} data, {model_description(config, prepared.trained)}. "
+                                f"Calibrators fitted on {len(calibration)} held-out test images; scored on the other "
                                 f"{len(held_out)}."], tables={"Held-out calibration": calibration_results}),
         Section("Summary", [", ".join(f"{m} ({'higher' if h else 'lower'} is better)" for m, h in HIGHER_IS_BETTER.items())],
                 tables={"Mean per method": pivot_summary(summary, ("method",), ("metric", "model"))}),

@@ -4,42 +4,128 @@ images with caching. Nothing here computes a metric; it only moves data between 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from ..calibration import Calibrator, get_calibrator
 from ..calibration.summary import calibration_summary
+from ..chunks import batched_logits, explain_in_chunks
 from ..data import ImageDataset, calibration_split, load_dataset, stratified_sample
+from ..devices import on_device, resolve_device
 from ..errors import XaitrustError
 from ..explainers import get_explainer
-from ..model_mode import evaluation_mode
 from ..models import build_model
+from ..models.loading import ModelSource
+from ..models.preflight import Preflight, preflight_wrapped
+from ..models.preflight import check_explainers as check_explainers_supported
 from ..training import TrainConfig, TrainingJob
-from ..training.trainer import TrainResult
+from ..training.trainer import TrainResult, evaluate_accuracy
 from .results import summarize
 from .run_folder import RunFolder
 
-#: Config keys every protocol shares (with the training recipe keys below).
-DATA_KEYS = ("dataset", "data_root", "train_size", "test_size")
+#: The data keys every protocol shares: a dataset name (``xaitrust datasets``), where its files are (a folder, or the
+#: file of an ``npz`` dataset), the loader's own options (e.g. ``image_size``, ``test_fraction``) and subset sizes;
+#: and the device models run on (``xaitrust.devices.resolve_device``).
+DATA_DEFAULTS = {
+    "dataset": "fashion-mnist", "data_root": "", "dataset_options": {}, "train_size": 0, "test_size": 0,
+    "device": "auto",
+}
 
-#: Defaults of the data keys and of the training recipe keys read by ``train_config`` (plus the model's name).
+#: Defaults of the data keys and of the training recipe keys read by ``train_config`` (plus the architecture: a
+#: built-in name or ``path/to/file.py:Name``, and its keyword options).
 RECIPE_DEFAULTS = {
-    "dataset": "fashion-mnist", "data_root": "", "train_size": 0, "test_size": 0, "model": "cnn",
+    **DATA_DEFAULTS, "model": "cnn", "model_options": {},
     "optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 5, "seed": 0,
 }
 
+#: Keys of the protocols that score a given trained model instead of training one (benchmark, Calibrate to
+#: Interpret, ReCalX): ``weights`` of an architecture, the statistics it expects its inputs normalised with, the
+#: Grad-CAM layer of a model that does not name one (``xaitrust.models.loading.ModelSource``), and what to do with
+#: configured explainers the model cannot support (``"drop"``: leave them out with a warning and say so in
+#: ``preflight.txt``; ``"refuse"``: stop before any work).
+TRAINED_MODEL_DEFAULTS = {
+    "weights": "", "input_mean": [], "input_std": [], "cam_layer": "", "unsupported_explainers": "drop",
+}
+UNSUPPORTED_EXPLAINERS = ("drop", "refuse")
+#: Config keys that list explainers, each a subset of ``explainers`` where a protocol has it.
+EXPLAINER_LISTS = ("explainers", "methods", "lipschitz_explainers", "sweep_explainers")
+
+
+def check_architecture(config: dict) -> None:
+    """Validate a retraining protocol's ``model``: a built-in name or ``path/to/file.py:Name`` that the protocol trains
+    with its recipe (MeGe/ReCo, FPA and ROAR retrain by design: a trained model cannot be scored by them)."""
+    source = ModelSource.from_config(config)
+    source.check()
+    if source.is_trained:
+        raise XaitrustError(
+            f"the {config.get('protocol', 'this')} protocol trains its models itself (folds, regimes or retrainings "
+            f"from scratch); model must be an architecture (a built-in name or path/to/file.py:Name), not {source.model}"
+        )
+
+
+def check_explainer_lists(config: dict) -> None:
+    """Every explainer of the config's explainer lists (``EXPLAINER_LISTS``) is registered or
+    ``path/to/file.py:Name`` and is built with its ``explainer_params`` (so a bad parameter fails now, even for an
+    explainer listed only for the stability metric); ``explainers`` names each once and at least one."""
+    main = config.get("explainers", config.get("methods"))
+    if main is not None:
+        duplicated = sorted({name for name in main if main.count(name) > 1})
+        if duplicated or not main:
+            raise XaitrustError("config key 'explainers' must name each explainer once and at least one"
+                                + (f"; listed twice: {', '.join(duplicated)}" if duplicated else ""))
+    params = config.get("explainer_params", {})
+    for key in EXPLAINER_LISTS:
+        for name in config.get(key, []):
+            try:
+                get_explainer(name, **params.get(name, {}))
+            except XaitrustError as error:
+                raise XaitrustError(f"config key {key!r}: {error}") from None
+
+
+def check_metric_names(config: dict) -> None:
+    """``metrics`` names registered metrics or ``path/to/file.py:Name`` ones, each once; ``metric_params`` only
+    parameters those metrics have."""
+    from ..evaluation import get_metric
+
+    names = config["metrics"]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise XaitrustError(f"config key 'metrics' lists {', '.join(duplicated)} twice; list each metric once")
+    try:
+        metrics = {name: get_metric(name) for name in names}
+    except XaitrustError as error:
+        raise XaitrustError(f"config key 'metrics': {error}") from None
+    for name, params in config["metric_params"].items():
+        if name not in metrics:
+            raise XaitrustError(f"config key 'metric_params' names {name!r}, which 'metrics' does not list")
+        metrics[name].check_params(params)
+
+
+def check_model_source(config: dict) -> None:
+    """Validate a scoring protocol's model keys (``ModelSource.check``) before any data is loaded."""
+    ModelSource.from_config(config).check()
+    if config["unsupported_explainers"] not in UNSUPPORTED_EXPLAINERS:
+        raise XaitrustError(f"config key 'unsupported_explainers' must be one of {', '.join(UNSUPPORTED_EXPLAINERS)}; "
+                            f"got {config['unsupported_explainers']!r}")
+
+
+def load_split(config: dict, split: str) -> ImageDataset:
+    """Split ``split`` of ``config["dataset"]`` with its ``dataset_options``, cut to ``train_size`` / ``test_size``
+    (0: all) by a stratified seeded subset."""
+    limit = config[f"{split}_size"] or None
+    return load_dataset(config["dataset"], config["data_root"] or None, split, limit=limit,
+                        **config.get("dataset_options", {}))
+
 
 def load_splits(config: dict) -> tuple[ImageDataset, ImageDataset]:
-    """Train and test splits of ``config["dataset"]``, cut to ``train_size`` / ``test_size`` (0: all) by a
-    stratified seeded subset."""
-    root = config.get("data_root") or None
-    train = load_dataset(config["dataset"], root, "train", limit=config["train_size"] or None)
-    test = load_dataset(config["dataset"], root, "test", limit=config["test_size"] or None)
-    return train, test
+    """Train and test splits of ``config["dataset"]`` (``load_split``)."""
+    return load_split(config, "train"), load_split(config, "test")
 
 
 def train_config(config: dict, **overrides) -> TrainConfig:
@@ -54,9 +140,10 @@ def training_job(
     model_options: dict | None = None,
 ) -> TrainingJob:
     """A training job whose checkpoint (and resumable state) lives in ``models/<name>`` of the run folder."""
-    factory = partial(
+    architecture = partial(
         build_model, model_name, train.in_channels, train.num_classes, train.image_size, **(model_options or {})
     )
+    factory = partial(on_device, architecture, config_device(run.config))
     return TrainingJob(name, factory, train, recipe, val=val, checkpoint_dir=run.file(f"models/{name}"))
 
 
@@ -81,18 +168,17 @@ def explain_cached(
 
     def compute() -> dict[str, torch.Tensor]:
         explainer = get_explainer(method, **params)
-        parts = []
-        for start in tqdm(range(0, len(x), batch_size), desc=f"explain {key}", leave=False, unit="batch"):
-            parts.append(explainer(model, x[start : start + batch_size], target[start : start + batch_size], output))
-        return {"attributions": torch.cat(parts)}
+        attributions = explain_in_chunks(explainer, model, x, target, output, batch_size, progress=f"explain {key}")
+        return {"attributions": attributions}
 
     return run.cached_tensors(f"attributions/{key}", compute)["attributions"]
 
 
 def predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Logits ``(N, K)`` of ``model`` for ``x`` in eval mode (``evaluation_mode``), without gradients, in batches."""
-    with evaluation_mode(model), torch.no_grad():
-        return torch.cat([model(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])
+    """Logits ``(N, K)`` of ``model`` for ``x`` in eval mode (``evaluation_mode``), without gradients, in batches
+    (``xaitrust.chunks.batched_logits``)."""
+
+    return batched_logits(model, x, batch_size)
 
 
 def fit_calibrator(run: RunFolder, model, calibration: ImageDataset, name: str, **params) -> Calibrator:
@@ -127,22 +213,110 @@ class TrainedWithSplits:
         return self.trained.model
 
 
-def check_explainers(config: dict, model_name: str, data: ImageDataset, model_options: dict | None = None) -> None:
-    """Fail before any training when an explainer of the config (``explainers`` or ``methods``) cannot explain a
-    ``model_name`` built for ``data`` (``Explainer.check_model``), instead of after hours of it."""
-    model = build_model(model_name, data.in_channels, data.num_classes, data.image_size, **(model_options or {}))
+def config_device(config: dict) -> torch.device:
+    """The device of ``config["device"]`` (``auto`` when the config has none)."""
+    return resolve_device(config.get("device", "auto"))
+
+
+def fresh_model(model_name: str, data: ImageDataset, model_options: dict | None = None) -> torch.nn.Module:
+    """An untrained ``model_name`` (built-in or ``path/to/file.py:Name``) for ``data``'s images and classes."""
+    return build_model(model_name, data.in_channels, data.num_classes, data.image_size, **(model_options or {}))
+
+
+def check_explainers(config: dict, model: torch.nn.Module) -> None:
+    """Fail before any training or explaining when an explainer of the config (``explainers`` or ``methods``) cannot
+    explain ``model`` (``Explainer.check_model``), instead of after hours of it."""
     for name in config.get("explainers", config.get("methods", [])):
         get_explainer(name, **config.get("explainer_params", {}).get(name, {})).check_model(model)
 
 
 def train_and_split(run: RunFolder, config: dict) -> TrainedWithSplits:
-    """Train (or reuse) ``config["model"]`` on the train split as ``models/model``, and carve a stratified
-    calibration split of ``calibration_size`` images from the test split; the rest is held out."""
-    train, test = load_splits(config)
-    check_explainers(config, config["model"], train)
-    trained = train_in_run(run, "model", config["model"], train, test, train_config(config))
+    """The run's model with the test split carved into a stratified calibration split of ``calibration_size`` images
+    and the held-out rest.
+
+    A trained model (``ModelSource.is_trained``: weights given, a checkpoint, a ``.pt2`` or ``.onnx`` file, an object
+    given to the Python API) is loaded and scored as it is, its accuracy measured on the test split; an architecture
+    is trained (or reused) on the train split as ``models/model`` with the config's recipe. Data given to the Python
+    API (``run.supplied["data"]``, a ``(train, test)`` pair) replaces the configured dataset."""
+    train, test = run.supplied.get("data") or load_splits(config)
+    check_split_sizes(config, test)
+    check_masks(config, test)
+    source = ModelSource.from_config(config)
+    if source.is_trained:
+        model = source.load(test.in_channels, test.num_classes, test.image_size, train.mean, train.std,
+                            module=run.supplied.get("model")).to(config_device(config))
+        check_model(run, model, test)
+        trained = TrainResult(model, None, metrics={"test_accuracy": evaluate_accuracy(model, test)})
+    else:
+        check_explainers(config, fresh_model(config["model"], train, config["model_options"]))
+        trained = train_in_run(run, "model", config["model"], train, test, train_config(config),
+                               config["model_options"])
     calibration, held_out = calibration_split(test, config["calibration_size"], seed=config["seed"])
     return TrainedWithSplits(trained, calibration, held_out)
+
+
+def check_split_sizes(config: dict, test: ImageDataset) -> None:
+    """Fail before any work when the calibration split would leave no held-out images to explain."""
+    if config["calibration_size"] >= len(test):
+        raise XaitrustError(
+            f"calibration_size = {config['calibration_size']} leaves no held-out images of the {len(test)} test "
+            "images: lower calibration_size, or give more test data (test_size, dataset_options.test_fraction)"
+        )
+
+
+def check_masks(config: dict, data: ImageDataset) -> None:
+    """Fail before any work when a configured metric needs ground-truth masks that ``data`` does not have."""
+    from ..evaluation import get_metric
+
+    needing = [name for name in config.get("metrics", []) if "masks" in get_metric(name).needs]
+    if needing and data.masks is None:
+        raise XaitrustError(f"metrics {', '.join(needing)} compare maps with ground-truth masks, which {data.name} does "
+                            "not have (the synthetic 'shapes' data set has; an .npz may hold them as 'masks'); drop "
+                            "them from 'metrics'")
+
+
+def check_model(run: RunFolder, model: torch.nn.Module, data: ImageDataset) -> Preflight:
+    """The model preflight (``xaitrust.models.preflight``) of a trained model on ``data``, in seconds and before any
+    long work: outputs against the classes, input convention, deterministic eval mode, the graph, the Grad-CAM layer
+    (chosen for a model that names none) and which configured explainers can explain it. Explainers it cannot
+    support are dropped from the run's explainer lists or refused (``unsupported_explainers``); the findings go to
+    ``preflight.txt`` in the run folder and to the terminal."""
+    config = run.config
+    requested = config["explainers"]
+    result = preflight_wrapped(model, data.x, data.y, data.num_classes, requested, config.get("explainer_params", {}))
+    kept = set(check_explainers_supported(result, requested, drop=config["unsupported_explainers"] == "drop"))
+    for key in EXPLAINER_LISTS:
+        if key in config:
+            config[key] = [name for name in config[key] if name in kept or name not in requested]
+    text = result.describe()
+    if "deletion_steps" in config and "mu_fidelity_subsets" in config:
+        from .scoring import scoring_passes
+
+        passes = scoring_passes(config, 1 + len(config.get("calibrators", [config.get("calibrator")])))
+        seconds = passes * result.forward_seconds
+        text += (f"\nCost estimate: the metrics take about {passes:,} forward passes, "
+                 f"{f'{seconds:.0f} s' if seconds < 120 else f'{seconds / 60:.0f} min'} at the measured cost; "
+                 "explanations come on top "
+                 "(from one backward pass per image for saliency to thousands of forward passes for RISE, "
+                 "KernelSHAP and LIME).")
+    run.path.joinpath("preflight.txt").write_text(text + "\n")
+    tqdm.write(f"preflight of {ModelSource.from_config(config).label}:\n{text}", file=sys.stderr)
+    return result
+
+
+def model_description(config: dict, trained: TrainResult) -> str:
+    """The model in words for a report: its name and whether it was given trained or trained here, and its accuracy
+    on the test split."""
+    source = ModelSource.from_config(config)
+    how = "given trained" if source.is_trained else f"trained here for {config['epochs']} epochs"
+    accuracy = trained.metrics.get("test_accuracy", float("nan"))
+    return f"model {source.label} ({how}; test accuracy {accuracy:.4f})"
+
+
+def dataset_label(config: dict) -> str:
+    """The data in words: the dataset name, with the file or folder of user data."""
+    name = config["dataset"].removeprefix("python:").split("@")[0]
+    return f"{name} ({config['data_root']})" if config.get("data_root") else name
 
 
 def images_to_explain(model: torch.nn.Module, held_out: ImageDataset, config: dict):
@@ -151,6 +325,23 @@ def images_to_explain(model: torch.nn.Module, held_out: ImageDataset, config: di
     chosen = stratified_sample(held_out.y, min(config["n_images"], len(held_out)), seed=config["seed"])
     x = held_out.x[chosen]
     return chosen, x, predictions(model, x).argmax(dim=1)
+
+
+def with_sample_columns(results: pd.DataFrame, models: dict, x: torch.Tensor, data: ImageDataset,
+                        chosen: torch.Tensor) -> pd.DataFrame:
+    """``results`` (rows of the images ``x = data.x[chosen]``, ``sample`` their position) joined back to the images:
+    ``sample`` becomes each image's dataset index (``ImageDataset.index``), with its ``label``, and the ``prediction``
+    and ``confidence`` (softmax probability of the predicted class) of the row's model."""
+    position = results["sample"].to_numpy()
+    results = results.assign(sample=data.index[chosen].numpy()[position], label=data.y[chosen].numpy()[position])
+    prediction = pd.array([pd.NA] * len(results), dtype="Int64")
+    confidence = np.full(len(results), np.nan)
+    for name, model in models.items():
+        rows = (results["model"] == name).to_numpy()
+        top = torch.softmax(predictions(model, x).double(), dim=1).cpu().max(dim=1)
+        confidence[rows] = top.values.numpy()[position[rows]]
+        prediction[rows] = top.indices.numpy()[position[rows]]
+    return results.assign(prediction=prediction, confidence=confidence)
 
 
 def write_results(run: RunFolder, results: pd.DataFrame) -> pd.DataFrame:

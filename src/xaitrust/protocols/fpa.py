@@ -79,6 +79,7 @@ from .common import (
     RECIPE_DEFAULTS,
     describe_fill,
     explain_cached,
+    check_architecture,
     load_splits,
     predictions,
     removal_fill,
@@ -145,6 +146,12 @@ _COMMON = {
 }
 
 
+def validate(config: dict) -> None:
+    """Checks across keys: the removal value, and ``model`` names an architecture (FPA trains its regimes)."""
+    removal_value(config)
+    check_architecture(config)
+
+
 SPEC = ProtocolSpec(
     name="fpa",
     description="Train without augmentation, with FPA and with random erasing; MIF/LIF curves and the fidelity A "
@@ -165,7 +172,7 @@ SPEC = ProtocolSpec(
         "optimizer": OPTIMIZERS,
         "schedule": SCHEDULES,
     },
-    validate=removal_value,
+    validate=validate,
     mixed_types=("removal_value",),
 )
 
@@ -446,7 +453,8 @@ def execute(run: RunFolder) -> Path:
     fill = removal_fill(config, train.mean)
     tables, summaries, accuracy, curves = [], [], [], {}
     for regime in config["regimes"]:
-        trained = train_in_run(run, regime, config["model"], train, test, regime_recipe(config, regime, fill))
+        trained = train_in_run(run, regime, config["model"], train, test, regime_recipe(config, regime, fill),
+                               config["model_options"])
         predicted = predictions(trained.model, x).argmax(dim=1)
         target = predicted if config["target"] == "predicted" else labels
         curves[regime] = regime_curves(run, regime, trained.model, x, target, config, fill)

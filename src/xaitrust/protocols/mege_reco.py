@@ -74,18 +74,21 @@ import pandas as pd
 import tomli_w
 import torch
 
-from ..data import load_dataset, stratified_kfold, stratified_sample
+from ..data import stratified_kfold, stratified_sample
 from ..errors import XaitrustError
 from ..explainers import available_explainers
 from ..explainers.reduce import REDUCTIONS, reduce_attributions
 from ..metrics import cross_fold_distances, mege, mu_fidelity, reco, reco_auc
 from ..metrics.distances import DISTANCES
-from ..models import available_models, build_model
+from ..devices import on_device
+from ..models import build_model
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import randomize_weights, shuffle_labels, train_k_fold
 from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
-from .common import check_explainers, explain_cached, predictions, train_config
+from .common import (
+    check_architecture, check_explainers, config_device, explain_cached, fresh_model, load_split, predictions, train_config,
+)
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
 from .run_folder import RunFolder
@@ -98,6 +101,8 @@ LIPSCHITZ_MODEL = "lipschitz-cnn"
 _PAPER = {
     "dataset": "fashion-mnist",
     "data_root": "",
+    "dataset_options": {},
+    "device": "auto",
     "train_size": 0,
     "k": 5,
     "model": "resnet18",
@@ -157,7 +162,6 @@ SPEC = ProtocolSpec(
     },
     choices={
         "explainers": tuple(info.name for info in available_explainers()),
-        "model": tuple(available_models()),
         "target": ("label", "predicted"),
         "output": ("logit", "probability", "log-probability"),
         "reduction": REDUCTIONS,
@@ -165,6 +169,7 @@ SPEC = ProtocolSpec(
         "noise_unit": RANDOMIZATION_UNITS,
         "noise_layers": tuple(NOISE_LAYERS),
     },
+    validate=check_architecture,
 )
 
 
@@ -187,7 +192,8 @@ def train_family(run: RunFolder, name: str, model_name: str, model_options: dict
     are stratified on ``clean_labels`` (default ``data.y``), so a label-shuffled family keeps the clean family's folds
     and every family is compared on the same splits."""
     config = run.config
-    factory = partial(build_model, model_name, data.in_channels, data.num_classes, data.image_size, **model_options)
+    factory = partial(on_device, partial(build_model, model_name, data.in_channels, data.num_classes, data.image_size,
+                                         **model_options), config_device(config))
     trained = train_k_fold(factory, data, config["k"], train_config(config), run.path / "models" / name,
                            seed=config["seed"], stratify_by=clean_labels)
     return Family(name, trained.models, trained.folds, trained.folds[samples], degradation, level)
@@ -423,13 +429,13 @@ def execute(run: RunFolder) -> Path:
     if config["lipschitz"] and config["model"] == LIPSCHITZ_MODEL:
         raise XaitrustError(f"lipschitz = true adds a {LIPSCHITZ_MODEL} family beside the model; set model to another "
                             "architecture or lipschitz = false")
-    data = load_dataset(config["dataset"], config["data_root"] or None, "train", limit=config["train_size"] or None)
+    data = load_split(config, "train")
     samples = explained_samples(data, config)
     x, labels = data.x[samples], data.y[samples]
     base_name, options = config["model"], config["model_options"]
-    check_explainers(config, base_name, data, options)
+    check_explainers(config, fresh_model(base_name, data, options))
     if config["lipschitz"]:
-        check_explainers(config, LIPSCHITZ_MODEL, data)
+        check_explainers(config, fresh_model(LIPSCHITZ_MODEL, data))
     base = train_family(run, base_name, base_name, options, data, samples)
     warn_identical_noise_levels(base.models[0], config)
     families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"])]

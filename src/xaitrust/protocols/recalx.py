@@ -34,13 +34,24 @@ from ..metrics import deletion, gt_alignment, localization, pointing_game
 from ..perturb.orders import TIES
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
-from .common import RECIPE_DEFAULTS, explain_cached, images_to_explain, train_and_split, write_results
+from .common import (
+    RECIPE_DEFAULTS,
+    TRAINED_MODEL_DEFAULTS,
+    check_model_source,
+    explain_cached,
+    images_to_explain,
+    model_description,
+    train_and_split,
+    with_sample_columns,
+    write_results,
+)
 from .config import ProtocolSpec
 from .results import pivot_summary, tidy_rows
 from .run_folder import RunFolder
 
 _COMMON = {
     **RECIPE_DEFAULTS,
+    **TRAINED_MODEL_DEFAULTS,
     "dataset": "shapes",
     "batch_size": 64,
     "epochs": 20,
@@ -79,6 +90,7 @@ SPEC = ProtocolSpec(
         "output": ("logit", "probability", "log-probability"),
         "reduction": ("sum", "abs-sum"),
     },
+    validate=check_model_source,
 )
 
 
@@ -165,6 +177,7 @@ def execute(run: RunFolder) -> Path:
     chosen, x, target = images_to_explain(model, held_out, config)
     masks = None if held_out.masks is None else held_out.masks[chosen]
     results, examples, curves = explanation_rows(run, models, x, target, masks, config)
+    results = with_sample_columns(results, models, x, held_out, chosen)
     summary = write_results(run, results)
     temperatures = pd.DataFrame({"bin": range(config["n_bins"]),
                                  "temperature": torch.as_tensor(recalx.temperatures_).tolist()})
@@ -177,7 +190,8 @@ def execute(run: RunFolder) -> Path:
     level_rows = {name: part.to_dict("records") for name, part in levels.groupby("model", sort=False)}
     sections = [
         Section("Calibration under perturbation (ReCalX Fig. 1)",
-                [f"ReCalX fitted on {len(calibration)} images, scored on {len(held_out)} others; "
+                [f"{model_description(config, prepared.trained)}. "
+                 f"ReCalX fitted on {len(calibration)} images, scored on {len(held_out)} others; "
                  f"{config['replacement']} replacement of {config['grouping']}."],
                 tables={"By level": levels, "Temperature per bin": temperatures},
                 figures={

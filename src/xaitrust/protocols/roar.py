@@ -47,7 +47,7 @@ from ..perturb.orders import counts_from_fractions, ranks_from_maps
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import TrainResult, run_jobs
-from .common import check_explainers, explain_cached, load_splits, predictions, train_config, training_job
+from .common import DATA_DEFAULTS, check_architecture, check_explainers, fresh_model, explain_cached, load_splits, predictions, train_config, training_job
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
 from .run_folder import RunFolder
@@ -64,11 +64,9 @@ SPLIT_SEEDS = {"train": 0, "test": 1}
 TIE_BREAK_SEED = 100
 
 _PAPER = {
-    "dataset": "fashion-mnist",
-    "data_root": "",
-    "train_size": 0,
-    "test_size": 0,
+    **DATA_DEFAULTS,
     "model": "mnist-cnn",
+    "model_options": {},
     "optimizer": "sgd",
     "lr": 1e-3,
     "batch_size": 64,
@@ -88,7 +86,8 @@ _PAPER = {
 }
 
 def check_config(config: dict) -> None:
-    """Raise ``XaitrustError`` naming the key when ``fractions``, ``seeds`` or ``methods`` cannot be run."""
+    """Raise ``XaitrustError`` naming the key when ``model``, ``fractions``, ``seeds`` or ``methods`` cannot be run."""
+    check_architecture(config)
     fractions = config["fractions"]
     if not fractions or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions):
         raise XaitrustError(f"config key 'fractions' must list fractions strictly between 0 and 1; got {fractions}")
@@ -285,7 +284,7 @@ def example_grid(path: Path, x: torch.Tensor, ranks: dict, mode: str, config: di
 def execute(run: RunFolder) -> Path:
     config = run.config
     train, test = load_splits(config)
-    check_explainers(config, config["model"], train)
+    check_explainers(config, fresh_model(config["model"], train, config["model_options"]))
     unmodified = retrain(run, "unmodified", train, test, config)
     model = unmodified[0].model
     tables = [accuracy_rows(unmodified, test, config, method=method, mode=mode, fraction=0.0)

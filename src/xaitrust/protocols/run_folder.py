@@ -33,6 +33,9 @@ class RunFolder:
     def __init__(self, path: str | Path, config: dict) -> None:
         self.path = Path(path)
         self.config = config
+        #: Objects given to the Python API instead of named in the config: ``"model"`` (an ``nn.Module``) and
+        #: ``"data"`` (a ``(train, test)`` pair of ``ImageDataset``); the config records their names and fingerprints.
+        self.supplied: dict = {}
         self.path.mkdir(parents=True, exist_ok=True)
         config_path = self.path / "config.toml"
         if config_path.exists():

@@ -78,8 +78,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     from ..models import build_model
 
     spec = load_metadata(path)["spec"]
+    wrapper = {"wrapper": spec["wrapper"]} if "wrapper" in spec else {}
     model = build_model(
-        spec["name"], spec["in_channels"], spec["num_classes"], spec["image_size"], **spec.get("options", {})
+        spec["name"], spec["in_channels"], spec["num_classes"], spec["image_size"], **spec.get("options", {}), **wrapper
     )
     weights = checkpoint_files(path)[0]
     try:

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import torch
+
 from ..data import load_dataset
+from ..devices import on_device
 from ..errors import XaitrustError
 from ..models import build_model
 from .config import TrainConfig, fingerprint
@@ -62,15 +65,19 @@ def train_on_dataset(
     test_limit: int | None = None,
     model_options: dict | None = None,
     progress: bool = True,
+    dataset_options: dict | None = None,
+    device: torch.device | str = "cpu",
 ) -> TrainResult:
-    """Load ``dataset`` (its train and test splits, or stratified subsets of ``train_limit`` / ``test_limit`` images),
-    build ``model`` for it (initialised with ``config.seed``) and train it with ``config`` into ``out_dir``, validating
-    on the test split; resumes or reuses what ``out_dir`` holds."""
-    train = load_dataset(dataset, root, "train", limit=train_limit)
-    test = load_dataset(dataset, root, "test", limit=test_limit)
-    factory = partial(
+    """Load ``dataset`` (its train and test splits with the loader's ``dataset_options``, or stratified subsets of
+    ``train_limit`` / ``test_limit`` images), build ``model`` (a built-in name or ``path/to/file.py:Name``) for it
+    (initialised with ``config.seed``, on ``device``) and train it with ``config`` into ``out_dir``, validating on the
+    test split; resumes or reuses what ``out_dir`` holds."""
+    train = load_dataset(dataset, root, "train", limit=train_limit, **(dataset_options or {}))
+    test = load_dataset(dataset, root, "test", limit=test_limit, **(dataset_options or {}))
+    architecture = partial(
         build_model, model, train.in_channels, train.num_classes, train.image_size, **(model_options or {})
     )
+    factory = partial(on_device, architecture, torch.device(device))
     job = TrainingJob(f"{dataset}-{model}", factory, train, config, test, Path(out_dir), progress)
     return job.run()
 
