@@ -5,10 +5,10 @@ import warnings
 import pytest
 import torch
 
-from oracle_models import LinearModel, PatchModel, PixelModel
 from xaitrust.errors import XaitrustError
 from xaitrust.metrics._validation import ConstantMapWarning
 from xaitrust.metrics.faithfulness import better_than_random, deletion, insertion
+from xaitrust.testing.oracles import LinearModel, PatchModel, PixelModel
 
 
 def _linear_case(seed=0):

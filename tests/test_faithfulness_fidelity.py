@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from oracle_models import LinearModel, PixelModel
 from xaitrust.errors import XaitrustError
 from xaitrust.metrics.curves import PerturbationCurves
 from xaitrust.metrics.completeness import completeness_soundness
 from xaitrust.metrics.fidelity import FPA_FRACTIONS, area_between, mif_lif
 from xaitrust.metrics.mu_fidelity import mu_fidelity
+from xaitrust.testing.oracles import LinearModel, PixelModel
 
 
 def _linear_case(size=20, batch=3, seed=0):

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from oracle_models import LinearModel, PixelModel
 from xaitrust.errors import XaitrustError
 from xaitrust.explainers import get_explainer
 from xaitrust.perturb import batching
 from xaitrust.perturb.engine import RankedMasks, masked_logits, masked_scores
 from xaitrust.perturb.replacement import gaussian_blur, make_replacement
+from xaitrust.testing.oracles import LinearModel, PixelModel
 
 
 def test_scores_equal_the_closed_form_of_a_linear_model_for_any_chunk_size():

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from oracle_models import LinearModel
 from xaitrust.data import ImageDataset
 from xaitrust.errors import XaitrustError
 from xaitrust.explainers.reduce import reduce_attributions
@@ -23,6 +22,7 @@ from xaitrust.protocols.fpa import (
     regime_recipe, removal_fill, removal_value,
 )
 from xaitrust.protocols.results import RESULT_COLUMNS
+from xaitrust.testing.oracles import LinearModel
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import torch
 
-from oracle_models import LinearModel
 from xaitrust.data import ImageDataset
 from xaitrust.errors import XaitrustError
 from xaitrust.perturb.orders import ranks_from_maps
@@ -16,6 +15,7 @@ from xaitrust.protocols import RunFolder, run_protocol
 from xaitrust.protocols.common import load_splits
 from xaitrust.protocols.config import resolve_config
 from xaitrust.protocols.roar import SPEC, findings, modified_images, pixel_ranks, spread_summary
+from xaitrust.testing.oracles import LinearModel
 from xaitrust.training import evaluate_accuracy, load_model
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)

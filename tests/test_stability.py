@@ -5,10 +5,10 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from oracle_models import LinearModel
 from xaitrust.errors import XaitrustError
 from xaitrust.explainers import get_explainer
 from xaitrust.metrics.stability import local_lipschitz, map_ssim, sample_in_ball
+from xaitrust.testing.oracles import LinearModel
 
 
 @pytest.fixture
