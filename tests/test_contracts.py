@@ -21,31 +21,12 @@ METRIC_CHECKS = ("output", "batch_invariance", "determinism", "side_effects", "d
 #: with its defaults.
 EXPLAINER_PARAMS = {"meaningful-perturbation": {"steps": 60}}
 
-PROBE = (
-    "the automatic batch size's throughput probe (xaitrust.perturb.batching.fastest_batch_size) times forward passes "
-    "on torch.rand inputs drawn from torch's global generator, so the first masked evaluation of a model advances "
-    "the caller's random stream"
-)
 TIES = (
     "ties='random' (evaluate's default) breaks ties with one permutation per batch row drawn from a single generator "
     "(xaitrust.perturb.orders.random_permutations), so an image whose map has ties is ranked differently at another "
     "place in the batch; on the contract inputs (maps rounded to five levels) image 1 scores {} alone, {} in the batch"
 )
-KNOWN_FAILURES = {
-    ("kernelshap", "determinism"): pytest.mark.xfail(
-        strict=False,  # intermittent by nature: the failure comes from uninitialised memory
-        reason="KernelSHAP's solver (xaitrust.explainers.surrogate.least_squares, torch.linalg.lstsq with "
-        "driver='gelsy') starts LAPACK's column pivoting from an uninitialised array, so identical systems get "
-        "different solutions: two calls differ by 1e-16 to 1e-14 with the default 200 coalitions (in about two runs "
-        "out of three), and by up to 0.1 on maps of at most 0.5 with fewer coalitions than groups",
-    ),
-    **{(name, "side_effects"): pytest.mark.xfail(strict=True, reason=PROBE)
-       for name in ("kernelshap", "lime", "occlusion", "rise")},
-}
 METRIC_KNOWN_FAILURES = {
-    **{(name, "side_effects"): pytest.mark.xfail(strict=True, reason=PROBE)
-       for name in ("better_than_random", "deletion_area", "insertion_area", "mif_lif_area", "mu_fidelity",
-                    "completeness", "soundness")},
     ("deletion_area", "batch_invariance"): pytest.mark.xfail(strict=True, reason=TIES.format(0.99330, 0.99202)),
     ("insertion_area", "batch_invariance"): pytest.mark.xfail(strict=True, reason=TIES.format(1.00352, 1.00402)),
     ("mif_lif_area", "batch_invariance"): pytest.mark.xfail(strict=True, reason=TIES.format(68.462, 68.407)),
@@ -64,7 +45,7 @@ def metric_results(name: str) -> dict[str, CheckResult]:
 
 
 @pytest.mark.parametrize("name, check", [
-    pytest.param(info.name, check, marks=KNOWN_FAILURES.get((info.name, check), ()), id=f"{info.name}-{check}")
+    pytest.param(info.name, check, id=f"{info.name}-{check}")
     for info in available_explainers() for check in EXPLAINER_CHECKS
 ])
 @pytest.mark.filterwarnings("ignore:deeplift. the attributions miss summation-to-delta")  # documented for probabilities

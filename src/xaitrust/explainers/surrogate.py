@@ -175,9 +175,11 @@ class KernelShap(SurrogateExplainer):
 
 def least_squares(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The minimum-norm least-squares solutions of the batched systems ``a x = b``, solved on the CPU (LAPACK's
-    ``gelsy``, which handles rank-deficient systems: fewer coalitions than groups, ``ridge = 0``; CUDA's only driver
-    assumes full rank) and returned on ``a``'s device. The systems are small, ``(F + 1) x (F + 1)``."""
-    return torch.linalg.lstsq(a.cpu(), b.cpu(), driver="gelsy").solution.to(a.device)
+    ``gelsd``, an SVD, which handles rank-deficient systems: fewer coalitions than groups, ``ridge = 0``; CUDA's only
+    driver assumes full rank) and returned on ``a``'s device. The systems are small, ``(F + 1) x (F + 1)``. Not
+    ``gelsy``: torch's call of it starts the column pivoting from uninitialised memory, so identical systems got
+    different solutions (up to 0.378 apart on a rank-deficient batch)."""
+    return torch.linalg.lstsq(a.cpu(), b.cpu(), driver="gelsd").solution.to(a.device)
 
 
 @register

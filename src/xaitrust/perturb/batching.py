@@ -78,10 +78,11 @@ def fastest_batch_size(model: torch.nn.Module, sample_shape, device, bound: int)
         return candidates[0]
     throughput = {}
     began = time.perf_counter()
+    generator = torch.Generator(device=device).manual_seed(0)  # the caller's global random stream stays untouched
     with torch.no_grad():
-        forward(model, torch.rand(candidates[0], *sample_shape, device=device))  # warm-up: allocator, kernels
+        forward(model, torch.rand(candidates[0], *sample_shape, device=device, generator=generator))  # warm-up
         for size in candidates:
-            inputs = torch.rand(size, *sample_shape, device=device)
+            inputs = torch.rand(size, *sample_shape, device=device, generator=generator)
             seconds = min(_timed(model, inputs, device) for _ in range(PROBE_REPEATS))
             previous_best = max(throughput.values(), default=0.0)
             throughput[size] = size / max(seconds, 1e-9)
