@@ -7,7 +7,7 @@ be compared with that budget (plus the inputs, maps and curves the run keeps, wh
 
 Model: ``build_model("cnn", 3, 10, 224)`` (untrained; its feature maps are what costs memory) on random images.
 
-Run: ``.venv/bin/python benchmarks/bench_large_images.py [--images 4] [--threads 2]``
+Run: ``.venv/bin/python benchmarks/bench_large_images.py [--images 2] [--threads 2]``
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from xaitrust.perturb.batching import MEMORY_BUDGET_BYTES, activation_bytes_per_
 
 EXPLAINERS = ["saliency", "integrated-gradients", "smoothgrad", "gradcam", "rise", "occlusion", "kernelshap"]
 EXPLAINER_PARAMS = {"integrated-gradients": {"steps": 32}, "smoothgrad": {"samples": 16}, "rise": {"n_masks": 500},
-                    "kernelshap": {"n_samples": 200}}
+                    "occlusion": {"window": 32, "stride": 16}, "kernelshap": {"n_samples": 200}}
 METRICS = ["deletion_area", "insertion_area", "better_than_random", "mif_lif_area", "mu_fidelity", "otsu_tv"]
 
 
@@ -35,7 +35,7 @@ def peak_mib() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:

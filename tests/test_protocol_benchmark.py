@@ -118,7 +118,8 @@ def test_deletion_change_counts_methods_apart_from_the_random_control():
 
 def test_an_explainer_that_cannot_explain_the_model_stops_the_run_before_training(tmp_path):
     config = tmp_path / "lipschitz.toml"
-    config.write_text('model = "lipschitz-cnn"\nexplainers = ["saliency", "guided-backprop"]\n')
+    config.write_text('model = "lipschitz-cnn"\nexplainers = ["saliency", "guided-backprop"]\n'
+                      'unsupported_explainers = "refuse"\n')
     with pytest.raises(XaitrustError, match="guided-backprop has no rule for MaxMin"):
         run_protocol("benchmark", profile="smoke", config_file=config, out=tmp_path / "run")
     assert not (tmp_path / "run" / "models").exists()

@@ -210,3 +210,17 @@ def test_train_a_user_architecture_then_later_commands_find_its_data_from_the_ch
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "scores.csv")
     assert table["sample"].max() < 1500 and set(table.columns) >= {"label", "prediction", "confidence"}
+
+
+def test_benchmark_trains_a_user_architecture_and_drops_explainers_it_cannot_support(user_files, tmp_path):
+    config = tmp_path / "train.toml"
+    config.write_text(SMALL_CONFIG.replace('"random"]', '"random", "guided-backprop"]')
+                      + "train_size = 300\nmodel_options = { width = 4 }\n")
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="leaving out explainer guided-backprop"):
+        result = invoke("run", "benchmark", "--profile", "smoke", "--config", config, "--model", MODEL_REFERENCE,
+                        "--dataset", "npz", "--data-root", user_files["npz"], "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "models" / "model" / "model.json").is_file()  # trained here, from the user's class
+    assert "guided-backprop" not in set(pd.read_csv(out / "results.csv")["method"])
+    assert "trained here" in (out / "report.html").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from dataclasses import dataclass
 from functools import partial
 
@@ -23,7 +24,6 @@ from ..explainers import get_explainer
 from ..models import build_model
 from ..models.loading import ModelSource
 from ..models.preflight import Preflight, preflight_wrapped
-from ..models.preflight import check_explainers as check_explainers_supported
 from ..training import TrainConfig, TrainingJob
 from ..training.trainer import TrainResult, evaluate_accuracy
 from .results import summarize
@@ -60,6 +60,7 @@ EXPLAINER_LISTS = ("explainers", "methods", "lipschitz_explainers", "sweep_expla
 def check_architecture(config: dict) -> None:
     """Validate a retraining protocol's ``model``: a built-in name or ``path/to/file.py:Name`` that the protocol trains
     with its recipe (MeGe/ReCo, FPA and ROAR retrain by design: a trained model cannot be scored by them)."""
+    resolve_device(config.get("device", "auto"))
     source = ModelSource.from_config(config)
     source.check()
     if source.is_trained:
@@ -109,6 +110,7 @@ def check_metric_names(config: dict) -> None:
 
 def check_model_source(config: dict) -> None:
     """Validate a scoring protocol's model keys (``ModelSource.check``) before any data is loaded."""
+    resolve_device(config.get("device", "auto"))
     ModelSource.from_config(config).check()
     if config["unsupported_explainers"] not in UNSUPPORTED_EXPLAINERS:
         raise XaitrustError(f"config key 'unsupported_explainers' must be one of {', '.join(UNSUPPORTED_EXPLAINERS)}; "
@@ -224,10 +226,36 @@ def fresh_model(model_name: str, data: ImageDataset, model_options: dict | None 
 
 
 def check_explainers(config: dict, model: torch.nn.Module) -> None:
-    """Fail before any training or explaining when an explainer of the config (``explainers`` or ``methods``) cannot
-    explain ``model`` (``Explainer.check_model``), instead of after hours of it."""
+    """Before any training or explaining, the explainers of the config (``explainers`` or ``methods``) that cannot
+    explain ``model`` (``Explainer.check_model``) are refused or dropped (``keep_supported``), instead of failing
+    after hours of work."""
+    params = config.get("explainer_params", {})
+    supported = {}
     for name in config.get("explainers", config.get("methods", [])):
-        get_explainer(name, **config.get("explainer_params", {}).get(name, {})).check_model(model)
+        try:
+            get_explainer(name, **params.get(name, {})).check_model(model)
+            supported[name] = None
+        except XaitrustError as error:
+            supported[name] = str(error)
+    keep_supported(config, supported)
+
+
+def keep_supported(config: dict, supported: dict[str, str | None]) -> None:
+    """Refuse the explainers ``supported`` gives a reason against (name -> None or the reason), or, with
+    ``unsupported_explainers = "drop"``, leave them out of the config's explainer lists with a warning."""
+    refused = {name: reason for name, reason in supported.items() if reason}
+    if not refused:
+        return
+    if config.get("unsupported_explainers", "refuse") != "drop":
+        hint = ", or set unsupported_explainers = \"drop\"" if "unsupported_explainers" in config else ""
+        raise XaitrustError("the model cannot be explained by " + "; ".join(
+            f"{name}: {reason}" for name, reason in refused.items()) + f". Remove these explainers or change the "
+            f"model as said{hint}")
+    for name, reason in refused.items():
+        warnings.warn(f"leaving out explainer {name}: {reason}", UserWarning, stacklevel=2)
+    for key in EXPLAINER_LISTS:
+        if key in config:
+            config[key] = [name for name in config[key] if name not in refused]
 
 
 def train_and_split(run: RunFolder, config: dict) -> TrainedWithSplits:
@@ -251,6 +279,7 @@ def train_and_split(run: RunFolder, config: dict) -> TrainedWithSplits:
         check_explainers(config, fresh_model(config["model"], train, config["model_options"]))
         trained = train_in_run(run, "model", config["model"], train, test, train_config(config),
                                config["model_options"])
+        check_model(run, trained.model, test)  # after training, before the long work: e.g. the Grad-CAM layer
     calibration, held_out = calibration_split(test, config["calibration_size"], seed=config["seed"])
     return TrainedWithSplits(trained, calibration, held_out)
 
@@ -284,10 +313,7 @@ def check_model(run: RunFolder, model: torch.nn.Module, data: ImageDataset) -> P
     config = run.config
     requested = config["explainers"]
     result = preflight_wrapped(model, data.x, data.y, data.num_classes, requested, config.get("explainer_params", {}))
-    kept = set(check_explainers_supported(result, requested, drop=config["unsupported_explainers"] == "drop"))
-    for key in EXPLAINER_LISTS:
-        if key in config:
-            config[key] = [name for name in config[key] if name in kept or name not in requested]
+    keep_supported(config, result.supported)
     text = result.describe()
     if "deletion_steps" in config and "mu_fidelity_subsets" in config:
         from .scoring import scoring_passes
