@@ -33,9 +33,10 @@ def score_gradients(model: torch.nn.Module, inputs: torch.Tensor, target: torch.
 
 def gradient_batch_size(model: torch.nn.Module, x: torch.Tensor) -> int:
     """How many inputs like ``x``'s one gradient pass takes: the masked-evaluation engine's memory bound on the
-    activations of a chunk (``xaitrust.perturb.batching.memory_bound``), at most ``GRADIENT_MAX_BATCH``. No timing
-    probe: the backward pass's cost is not what a no-grad probe measures, and timings on a loaded machine are noise."""
-    return memory_bound(model, x.shape[1:], x.device, GRADIENT_MAX_BATCH)
+    activations of a chunk and their gradients (``xaitrust.perturb.batching.memory_bound`` with two copies), at most
+    ``GRADIENT_MAX_BATCH``. No timing probe: the backward pass's cost is not what a no-grad probe measures, and
+    timings on a loaded machine are noise."""
+    return memory_bound(model, x.shape[1:], x.device, GRADIENT_MAX_BATCH, copies=2)
 
 
 def sampled_gradients(
