@@ -224,3 +224,31 @@ def test_benchmark_trains_a_user_architecture_and_drops_explainers_it_cannot_sup
     assert (out / "models" / "model" / "model.json").is_file()  # trained here, from the user's class
     assert "guided-backprop" not in set(pd.read_csv(out / "results.csv")["method"])
     assert "trained here" in (out / "report.html").read_text()
+
+
+def test_configs_take_the_users_own_explainer_and_metric_from_files(user_files, tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "import torch\n"
+        "from xaitrust.evaluation import define_metric\n\n"
+        "def edges(model, x, target):\n"
+        "    '''A user's explainer: a plain callable returning (B, C, H, W).'''\n"
+        "    return (x - x.mean(dim=(2, 3), keepdim=True)).abs()\n\n"
+        "@define_metric(higher_is_better=True, description='Share of each map in its centre.')\n"
+        "def centre_mass(maps, *, margin: int = 4):\n"
+        "    inner = maps[:, margin:-margin, margin:-margin].abs()\n"
+        "    return inner.flatten(1).sum(1) / maps.abs().flatten(1).sum(1).clamp_min(1e-12)\n"
+    )
+    mine = tmp_path / "mine.py"
+    config = tmp_path / "config.toml"
+    config.write_text(f'explainers = ["saliency", "{mine}:edges"]\nlipschitz_explainers = ["saliency"]\n'
+                      f'metrics = ["deletion_area", "{mine}:centre_mass"]\nmetric_params = {{ centre_mass = '
+                      '{ margin = 6 } }\ncalibration_size = 100\nn_images = 4\n')
+    out = tmp_path / "run"
+    result = invoke("run", "benchmark", "--profile", "smoke", "--config", config, "--model", MODEL_REFERENCE,
+                    "--model-options", "width = 8", "--weights", user_files["weights"], "--dataset", "npz",
+                    "--data-root", user_files["npz"], "--out", out)
+    assert result.exit_code == 0, result.output
+    results = pd.read_csv(out / "results.csv")
+    assert f"{mine}:edges" in set(results["method"])
+    centre = results[results["metric"] == "centre_mass"]
+    assert len(centre) == 2 * 2 * 4 and centre["value"].between(0, 1).all()  # 2 methods x 2 models x 4 images

@@ -788,7 +788,7 @@ def _support(model, runs, names, params: Mapping, cam_layer: str | None) -> dict
             supported[name] = str(error)
             continue
         supported[name] = None
-        if "layer" in infos[name].parameters:
+        if name in infos and "layer" in infos[name].parameters:  # a CAM method of the registry
             layer = explainer.layer if explainer.layer is not None else _own_cam_layer(model)
             if layer is None:
                 supported[name] = (

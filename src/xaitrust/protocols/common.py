@@ -90,21 +90,24 @@ def check_explainer_lists(config: dict) -> None:
 
 
 def check_metric_names(config: dict) -> None:
-    """``metrics`` names registered metrics or ``path/to/file.py:Name`` ones, each once; ``metric_params`` only
-    parameters those metrics have."""
+    """``metrics`` names registered metrics or ``path/to/file.py:Name`` ones, each once; ``metric_params`` is keyed
+    by metric name (a file's metric goes by its own name, as in the tables) and sets only parameters those metrics
+    have."""
     from ..evaluation import get_metric
 
-    names = config["metrics"]
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise XaitrustError(f"config key 'metrics' lists {', '.join(duplicated)} twice; list each metric once")
     try:
-        metrics = {name: get_metric(name) for name in names}
+        listed = [get_metric(name) for name in config["metrics"]]
     except XaitrustError as error:
         raise XaitrustError(f"config key 'metrics': {error}") from None
+    metrics = {metric.name: metric for metric in listed}
+    if len(metrics) < len(listed):
+        names = [metric.name for metric in listed]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        raise XaitrustError(f"config key 'metrics' lists {', '.join(duplicated)} twice; list each metric once")
     for name, params in config["metric_params"].items():
         if name not in metrics:
-            raise XaitrustError(f"config key 'metric_params' names {name!r}, which 'metrics' does not list")
+            raise XaitrustError(f"config key 'metric_params' names {name!r}, which 'metrics' does not list "
+                                f"(metric names: {', '.join(metrics)})")
         metrics[name].check_params(params)
 
 

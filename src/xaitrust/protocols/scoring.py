@@ -67,9 +67,12 @@ def metric_inputs(model, x, target, config: dict, **explanation) -> MetricInputs
 
 
 def metric_rows(names, inputs: MetricInputs, params: dict, method: str, model_name: str) -> pd.DataFrame:
-    """Tidy rows of the registry metrics ``names`` on ``inputs``, in the order of ``names``."""
-    values = {metric.name: value for metric, value in metric_values(map(get_metric, names), inputs, params)}
-    return pd.concat([tidy_rows(values[name], metric=name, method=method, model=model_name) for name in names])
+    """Tidy rows of the metrics ``names`` (registered or ``path/to/file.py:Name``) on ``inputs``, in the order of
+    ``names``, each under its metric name; ``params`` are keyed by metric name."""
+    metrics = [get_metric(name) for name in names]
+    values = {metric.name: value for metric, value in metric_values(metrics, inputs, params)}
+    return pd.concat([tidy_rows(values[metric.name], metric=metric.name, method=method, model=model_name)
+                      for metric in metrics])
 
 
 def faithfulness_rows(
