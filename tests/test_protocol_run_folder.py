@@ -25,3 +25,20 @@ def test_resuming_with_other_library_versions_keeps_the_first_record_and_warns(t
     with pytest.warns(LibraryVersionWarning, match="other library versions \\(torch"):
         RunFolder(tmp_path, {"seed": 0})
     assert json.loads((tmp_path / "versions.json").read_text()) == first
+
+
+def test_names_never_leave_the_run_folder(tmp_path):
+    import pandas as pd
+    import pytest
+
+    from xaitrust.errors import XaitrustError
+    from xaitrust.protocols.run_folder import RunFolder
+
+    run = RunFolder(tmp_path / "run", {"a": 1})
+    table = pd.DataFrame({"value": [1.0]})
+    run.cached_table(f"scores/{tmp_path}/mine.py:edges/uncalibrated", lambda: table)  # an absolute file reference
+    assert list((tmp_path / "run" / "cache" / "scores").rglob("uncalibrated.csv"))
+    assert not (tmp_path / "mine.py:edges").exists()
+    with pytest.raises(XaitrustError, match="would leave the run folder"):
+        run.cached_table("../../escaped", lambda: table)
+    assert not (tmp_path / "escaped.csv").exists()

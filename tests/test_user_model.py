@@ -5,6 +5,7 @@ checkpoint folder, a Python object) and each data kind gets a scored run; each u
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -116,14 +117,26 @@ def test_exported_and_onnx_models_run_gradient_and_perturbation_methods(user_fil
         assert (out / "maps.png").is_file()
 
 
-def test_retraining_protocol_trains_the_users_architecture(user_files, tmp_path):
-    config = tmp_path / "roar.toml"
-    config.write_text('methods = ["saliency", "random"]\nfractions = [0.5]\nmodes = ["roar"]\ntrain_size = 300\n'
-                      'test_size = 100\nmodel_options = { width = 4 }\n')
-    result = invoke("run", "roar", "--profile", "smoke", "--config", config, "--model", MODEL_REFERENCE,
+@pytest.mark.parametrize("protocol, settings", [
+    ("roar", 'methods = ["saliency", "random"]\nfractions = [0.5]\nmodes = ["roar"]\ntest_size = 100\n'),
+    ("fpa", 'test_size = 100\nn_images = 4\nestimators = ["random", "IG_sum", "VG_abs"]\n'),
+    ("mege-reco", 'n_samples = 6\nexplainers = ["saliency", "random"]\nnoise_levels = []\nshuffle_levels = []\n'),
+])
+def test_retraining_protocols_train_the_users_architecture(user_files, tmp_path, protocol, settings):
+    config = tmp_path / "config.toml"
+    config.write_text(settings + "train_size = 300\nmodel_options = { width = 4 }\n")
+    result = invoke("run", protocol, "--profile", "smoke", "--config", config, "--model", MODEL_REFERENCE,
                     "--dataset", "npz", "--data-root", user_files["npz"], "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "report.html").is_file()
+    specs = [json.loads(path.read_text())["spec"] for path in (tmp_path / "run" / "models").rglob("model.json")]
+    assert specs and all(spec["name"].endswith("tiny_resnet.py:TinyResNet") for spec in specs)
+
+
+def test_retraining_protocols_refuse_a_trained_model(user_files, tmp_path):
+    result = CliRunner().invoke(cli, ["run", "roar", "--profile", "smoke", "--model", MODEL_REFERENCE, "--weights",
+                                      str(user_files["weights"]), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "trains its models itself" in result.output
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,14 @@ def split_file_reference(text: str) -> tuple[Path, str]:
     return Path(path), name
 
 
+def file_label(text: str) -> str:
+    """A name fit for a file name: ``stem.Name`` for ``path/to/stem.py:Name``, else ``text`` unchanged."""
+    if not is_file_reference(text):
+        return text
+    path, name = split_file_reference(text)
+    return f"{path.stem}.{name}"
+
+
 def load_from_file(text: str, what: str = "object"):
     """The object ``Name`` defined in ``path/to/file.py`` (``text = "path/to/file.py:Name"``).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import XaitrustError
 from ..protocols import PROFILES, PROTOCOL_MODULES, run_protocol
 from ._inputs import apply_runtime, parse_numbers, parse_table, runtime_options
 
@@ -51,5 +52,12 @@ def command(protocol, config_file, profile, out, model, weights, model_options_t
         "device": None if device == "auto" else device,
     }
     overrides = {key: value for key, value in given.items() if value not in (None, "")}
+    trained_model_keys = sorted(set(overrides) & {"weights", "input_mean", "input_std", "cam_layer"})
+    if protocol not in SCORING and trained_model_keys:
+        raise XaitrustError(
+            f"{protocol} trains its models itself (from scratch, with its recipe), so it takes no "
+            f"{', '.join('--' + key.replace('_', '-') for key in trained_model_keys)}: give --model an architecture "
+            f"(a built-in name or path/to/file.py:Name); {', '.join(SCORING)} score a trained model"
+        )
     report = run_protocol(protocol, profile=profile, config_file=config_file, out=out, overrides=overrides)
     click.echo(f"report: {report}")

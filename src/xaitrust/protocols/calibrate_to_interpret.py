@@ -29,6 +29,7 @@ from scipy import stats
 
 from ..calibration import TemperatureScaling, density_ece, ece
 from ..explainers.reduce import reduce_attributions
+from ..sources import file_label
 from ..metrics import deletion
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
@@ -206,7 +207,7 @@ def execute(run: RunFolder) -> Path:
             for model_name in ssim["model"].unique()}),
         Section("Deletion curves (C2I 4.4)", ["Blurred replacement (11x11, sigma 10), normalised by the clean score."],
                 figures={f"Deletion ({method})": plot_curves(
-                    figures / f"deletion-{method}.png",
+                    figures / f"deletion-{file_label(method)}.png",
                     {model_name: scored.deletion_curves[(method, model_name)] for model_name in models},
                     "fraction of pixels removed", "normalised score") for method in config["explainers"]}),
         Section("Temperature sweep (C2I 4.6)", [], tables={"Sweep": sweep, "Correlation with ECE": correlations},

@@ -82,6 +82,7 @@ from ..metrics import cross_fold_distances, mege, mu_fidelity, reco, reco_auc
 from ..metrics.distances import DISTANCES
 from ..devices import on_device
 from ..models import build_model
+from ..models.loading import ModelSource
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import randomize_weights, shuffle_labels, train_k_fold
@@ -194,7 +195,7 @@ def train_family(run: RunFolder, name: str, model_name: str, model_options: dict
     config = run.config
     factory = partial(on_device, partial(build_model, model_name, data.in_channels, data.num_classes, data.image_size,
                                          **model_options), config_device(config))
-    trained = train_k_fold(factory, data, config["k"], train_config(config), run.path / "models" / name,
+    trained = train_k_fold(factory, data, config["k"], train_config(config), run.file(f"models/{name}"),
                            seed=config["seed"], stratify_by=clean_labels)
     return Family(name, trained.models, trained.folds, trained.folds[samples], degradation, level)
 
@@ -432,16 +433,17 @@ def execute(run: RunFolder) -> Path:
     data = load_split(config, "train")
     samples = explained_samples(data, config)
     x, labels = data.x[samples], data.y[samples]
-    base_name, options = config["model"], config["model_options"]
-    check_explainers(config, fresh_model(base_name, data, options))
+    architecture, options = config["model"], config["model_options"]
+    base_name = ModelSource.from_config(config).label  # the family's name in tables and the run folder
+    check_explainers(config, fresh_model(architecture, data, options))
     if config["lipschitz"]:
         check_explainers(config, fresh_model(LIPSCHITZ_MODEL, data))
-    base = train_family(run, base_name, base_name, options, data, samples)
+    base = train_family(run, base_name, architecture, options, data, samples)
     warn_identical_noise_levels(base.models[0], config)
     families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"])]
     for level in config["shuffle_levels"]:
         shuffled = dataclasses.replace(data, y=shuffle_labels(data.y, level, config["seed"], data.num_classes))
-        families.append(train_family(run, f"{base_name}+shuffle-{level:g}", base_name, options, shuffled, samples,
+        families.append(train_family(run, f"{base_name}+shuffle-{level:g}", architecture, options, shuffled, samples,
                                      "shuffle", level, clean_labels=data.y))
     if config["lipschitz"]:
         families.append(train_family(run, LIPSCHITZ_MODEL, LIPSCHITZ_MODEL, {}, data, samples))
@@ -463,7 +465,7 @@ def execute(run: RunFolder) -> Path:
 def write_run_report(run, summary, accuracy, separation, sanity, scores, images, n_images: int) -> Path:
     """Figures and ``report.html``: the clean families' scores side by side, S=/S!= histograms, the sanity check."""
     config, figures = run.config, run.path / "figures"
-    base = config["model"]
+    base = ModelSource.from_config(config).label
     clean = summary[summary["degradation"] == "none"]
     side_by_side = clean.pivot_table(index="method", columns=["metric", "model"], values="mean", sort=False)
     distance = DISTANCES[config["distance"]].description

@@ -47,6 +47,7 @@ from ..perturb.orders import counts_from_fractions, ranks_from_maps
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import TrainResult, run_jobs
+from ..models.loading import ModelSource
 from .common import DATA_DEFAULTS, check_architecture, check_explainers, fresh_model, explain_cached, load_splits, predictions, train_config, training_job
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
@@ -165,7 +166,8 @@ def seed_values(config: dict) -> list[int]:
 def retrain(run: RunFolder, name: str, train: ImageDataset, test: ImageDataset, config: dict) -> list[TrainResult]:
     """One fresh model per seed trained on ``train`` (checkpoints in ``models/<name>/seed<seed>``), in seed order."""
     jobs = [
-        training_job(run, f"{name}/seed{seed}", config["model"], train, test, train_config(config, seed=seed))
+        training_job(run, f"{name}/seed{seed}", config["model"], train, test, train_config(config, seed=seed),
+                     config["model_options"])
         for seed in seed_values(config)
     ]
     return run_jobs(jobs)
@@ -174,7 +176,7 @@ def retrain(run: RunFolder, name: str, train: ImageDataset, test: ImageDataset, 
 def accuracy_rows(results: list[TrainResult], test: ImageDataset, config: dict, **labels) -> pd.DataFrame:
     """Tidy rows (metric "accuracy", one per seed) of the trained models' accuracy on ``test``."""
     accuracies = torch.tensor([result.metrics[f"{test.split}_accuracy"] for result in results], dtype=torch.float64)
-    return tidy_rows(accuracies, metric="accuracy", model=config["model"], **labels).assign(seed=seed_values(config))
+    return tidy_rows(accuracies, metric="accuracy", model=ModelSource.from_config(config).label, **labels).assign(seed=seed_values(config))
 
 
 def retrained_accuracy(run, method, mode, fraction, ranks, train, test, config) -> pd.DataFrame:

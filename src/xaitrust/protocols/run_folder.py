@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 import tomli_w
@@ -66,15 +66,23 @@ class RunFolder:
                 LibraryVersionWarning, stacklevel=3,
             )
 
+    def inside(self, *parts: str) -> Path:
+        """The path ``parts`` joined below the run folder, which it never leaves: names that hold a path of their own
+        (an explainer given as ``/path/to/file.py:Name``) lose their leading ``/``, and ``..`` is refused."""
+        relative = PurePosixPath(*(part.lstrip("/") for part in parts))
+        if ".." in relative.parts:
+            raise XaitrustError(f"{'/'.join(parts)!r} would leave the run folder {self.path}; rename it without '..'")
+        return self.path / relative
+
     def file(self, name: str) -> Path:
         """Path of a file inside the run folder (sub-folders are created)."""
-        path = self.path / name
+        path = self.inside(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def cached_tensors(self, name: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Load ``cache/<name>.safetensors`` if finished, else compute, save atomically and return."""
-        path = self.path / "cache" / f"{name}.safetensors"
+        path = self.inside("cache", f"{name}.safetensors")
         if path.exists():
             return load_file(path)
         tensors = {key: value.detach().cpu().contiguous() for key, value in compute().items()}
@@ -83,7 +91,7 @@ class RunFolder:
 
     def cached_table(self, name: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """Load ``cache/<name>.csv`` if finished, else compute, save atomically and return."""
-        path = self.path / "cache" / f"{name}.csv"
+        path = self.inside("cache", f"{name}.csv")
         if path.exists():
             return pd.read_csv(path)
         table = compute()
@@ -92,7 +100,7 @@ class RunFolder:
 
     def cached_json(self, name: str, compute: Callable[[], dict]) -> dict:
         """Load ``cache/<name>.json`` if finished, else compute, save atomically and return."""
-        path = self.path / "cache" / f"{name}.json"
+        path = self.inside("cache", f"{name}.json")
         if path.exists():
             return json.loads(path.read_text())
         value = compute()
@@ -101,12 +109,12 @@ class RunFolder:
 
     def write_table(self, name: str, table: pd.DataFrame) -> Path:
         """Write a result table as CSV (and Parquet when pyarrow is installed); returns the CSV path."""
-        path = self.path / f"{name}.csv"
+        path = self.inside(f"{name}.csv")
         atomic_write(path, lambda p: table.to_csv(p, index=False))
         try:
             import pyarrow  # noqa: F401
 
-            atomic_write(self.path / f"{name}.parquet", lambda p: table.to_parquet(p, index=False))
+            atomic_write(self.inside(f"{name}.parquet"), lambda p: table.to_parquet(p, index=False))
         except ImportError:
             pass
         return path
