@@ -15,11 +15,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import XaitrustError
-from ..io import write_json_atomic, write_tensors_atomic
+from ..io import read_tensors, write_json_atomic, write_tensors_atomic
 from .checks import check_logits
 
 FORMAT_VERSION = 1
@@ -87,17 +86,39 @@ class Calibrator:
 
     @classmethod
     def load(cls, path) -> "Calibrator":
-        """Read a calibrator written by ``save`` (of any method when called as ``Calibrator.load``)."""
+        """Read a calibrator written by ``save`` (of any method when called as ``Calibrator.load``).
+
+        Files that are not a whole, matching pair (unreadable JSON, unknown settings, tensors that are damaged or not
+        the method's learned ones) are refused with an error naming the file and saying to delete the pair, so that
+        the calibrator is fitted again."""
         stem = _stem(path)
         json_path, tensor_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
         if not json_path.is_file() or not tensor_path.is_file():
             raise XaitrustError(f"no saved calibrator at {stem}: expected {json_path.name} and {tensor_path.name} there")
-        meta = json.loads(json_path.read_text())
+        refit = f"delete {json_path} and {tensor_path} to fit the calibrator again"
+        try:
+            meta = json.loads(json_path.read_bytes())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise XaitrustError(f"{json_path} is not valid JSON ({error}); {refit}") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("settings"), dict):
+            raise XaitrustError(f"{json_path} is not a saved calibrator (no method and settings); {refit}")
         method = meta.get("method")
-        if method not in _REGISTRY or not issubclass(_REGISTRY[method], cls):
+        if not isinstance(method, str) or method not in _REGISTRY or not issubclass(_REGISTRY[method], cls):
             raise XaitrustError(f"{json_path} holds a {method!r} calibrator, not a {cls.name or 'known'} one")
-        calibrator = _REGISTRY[method](**meta["settings"])
-        for name, value in load_file(str(tensor_path)).items():
+        try:
+            calibrator = _REGISTRY[method](**meta["settings"])
+        except (TypeError, ValueError) as error:
+            raise XaitrustError(f"{json_path} holds settings {method} does not take ({error}); {refit}") from None
+        try:
+            tensors = read_tensors(tensor_path)
+        except XaitrustError as error:
+            raise XaitrustError(f"{error}; {refit}") from None
+        if set(tensors) != set(calibrator.learned_names):
+            raise XaitrustError(
+                f"{tensor_path} holds tensors {sorted(tensors)}, not the {method} calibrator's learned "
+                f"{', '.join(calibrator.learned_names)}; {refit}"
+            )
+        for name, value in tensors.items():
             setattr(calibrator, name, value.item() if value.ndim == 0 else value)
         return calibrator
 

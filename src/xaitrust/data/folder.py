@@ -10,6 +10,7 @@ greyscale when every image file is greyscale, as RGB otherwise (alpha dropped), 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +52,17 @@ def _collect(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
 
 
 def _open(path: Path) -> Image.Image:
-    """The image at ``path``, opened lazily; unreadable or non-8-bit images raise a clear error."""
+    """The image at ``path``, opened lazily; unreadable or non-8-bit images raise a clear error, and so do images
+    beyond Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, whose warning is taken as a refusal: such a
+    file could take gigabytes to decode)."""
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise XaitrustError(
+            f"image {path} is too large to read safely ({error}); shrink it, or remove it from the folder"
+        ) from None
     except (UnidentifiedImageError, OSError) as error:
         raise XaitrustError(f"cannot read image {path} ({error}); remove or replace it") from None
     if image.mode in HIGH_DEPTH_MODES:
@@ -72,7 +81,10 @@ def _read_images(paths: list[Path], mode: str, image_size: tuple[int, int] | Non
     arrays = []
     for path in paths:
         with _open(path) as image:
-            image = image.convert(mode)
+            try:
+                image = image.convert(mode)  # decodes the pixels: a truncated or corrupt file fails here
+            except (OSError, SyntaxError) as error:
+                raise XaitrustError(f"cannot decode image {path} ({error}); remove or replace it") from None
             if image_size is not None:
                 image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8).reshape(image.height, image.width, -1)

@@ -59,13 +59,27 @@ def _labels(y: np.ndarray, where: str) -> torch.Tensor:
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` file. Nothing is unpickled (``allow_pickle=False``): an array of Python objects is
+    refused with a message naming it, and so is a file that is not an ``.npz`` archive."""
     if not path.is_file():
         raise DatasetNotFoundError(f"npz file {path} does not exist; pass root=FILE.npz")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as error:
-        raise XaitrustError(f"cannot read {path} as an .npz file without pickled objects ({error})") from None
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise XaitrustError(f"cannot read {path} as an .npz file ({error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise XaitrustError(f"{path} holds a single array, not an .npz archive; save the arrays with np.savez")
+    arrays = {}
+    with archive:
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+                raise XaitrustError(
+                    f"cannot read array {key!r} of {path} ({error}); arrays are read without unpickling, so store "
+                    "numbers, or text as a string array (np.array(names, dtype=str)), never Python objects"
+                ) from None
+    return arrays
 
 
 def _build(arrays: dict, suffix: str, classes: list[str], layout: str, path: Path, split: str) -> ImageDataset:

@@ -71,9 +71,9 @@ def check_architecture(config: dict) -> None:
 
 
 def check_explainer_lists(config: dict) -> None:
-    """Every explainer of the config's explainer lists (``EXPLAINER_LISTS``) is registered or
-    ``path/to/file.py:Name`` and is built with its ``explainer_params`` (so a bad parameter fails now, even for an
-    explainer listed only for the stability metric); ``explainers`` names each once and at least one."""
+    """Every explainer of the config's explainer lists (``EXPLAINER_LISTS``) and of ``explainer_params`` is registered
+    or ``path/to/file.py:Name`` and is built with its parameters (so a bad parameter fails now, even for an explainer
+    listed only for the stability metric or not run at all); ``explainers`` names each once and at least one."""
     main = config.get("explainers", config.get("methods"))
     if main is not None:
         duplicated = sorted({name for name in main if main.count(name) > 1})
@@ -81,12 +81,12 @@ def check_explainer_lists(config: dict) -> None:
             raise XaitrustError("config key 'explainers' must name each explainer once and at least one"
                                 + (f"; listed twice: {', '.join(duplicated)}" if duplicated else ""))
     params = config.get("explainer_params", {})
-    for key in EXPLAINER_LISTS:
-        for name in config.get(key, []):
-            try:
-                get_explainer(name, **params.get(name, {}))
-            except XaitrustError as error:
-                raise XaitrustError(f"config key {key!r}: {error}") from None
+    listed = [(key, name) for key in EXPLAINER_LISTS for name in config.get(key, [])]
+    for key, name in listed + [("explainer_params", name) for name in params]:  # parameters of unlisted ones too
+        try:
+            get_explainer(name, **params.get(name, {}))
+        except XaitrustError as error:
+            raise XaitrustError(f"config key {key!r}: {error}") from None
 
 
 def check_metric_names(config: dict) -> None:

@@ -40,12 +40,22 @@ class ProtocolSpec:
 
 
 def read_toml(path: str | Path) -> dict:
-    """The contents of a TOML file, with a clear error when it is missing or malformed."""
+    """The contents of a TOML file, with a clear error when it is missing, unreadable, not UTF-8 (as TOML must be) or
+    malformed."""
     path = Path(path)
     if not path.is_file():
         raise XaitrustError(f"config file {path} does not exist")
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise XaitrustError(f"cannot read config file {path} ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise XaitrustError(
+            f"config file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+            "TOML files are UTF-8: save it in that encoding"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise XaitrustError(f"config file {path} is not valid TOML: {error}") from None
 

@@ -2,29 +2,46 @@
 
 Everything a protocol computes goes through ``RunFolder.cached_*``: a finished piece (tensors, a table, a trained model)
 is written atomically (to a temporary name, then renamed), so a partial file never counts as finished, and a rerun in
-the same folder loads it instead of recomputing. The folder's ``config.toml`` is the fully resolved config; rerunning
-with a different config in the same folder is refused, so cached pieces always match the config beside them.
+the same folder loads it instead of recomputing. A piece is reused only when it checks out against the SHA-256 written
+with it (in the safetensors metadata, or a ``<name>.sha256`` file beside a CSV or JSON piece): a truncated, altered or
+half-finished piece is computed again, with a ``DamagedFileWarning`` naming it, rather than read as if valid. The
+folder's ``config.toml`` is the fully resolved config; rerunning with a different config in the same folder is
+refused, so cached pieces always match the config beside them.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import pandas as pd
 import tomli_w
 import torch
-from safetensors.torch import load_file, save_file
 
 from ..errors import XaitrustError
-from ..io import atomic_write, library_versions
+from ..io import (
+    atomic_write,
+    library_versions,
+    read_bytes_checked,
+    read_tensors,
+    write_bytes_checked,
+    write_tensors_atomic,
+)
 from .config import read_toml
+
+Piece = TypeVar("Piece")
 
 
 class LibraryVersionWarning(UserWarning):
     """A run folder is resumed with other library versions than the ones it was started with."""
+
+
+class DamagedFileWarning(UserWarning):
+    """A file of a run folder is damaged (truncated, altered, or its write was cut short) and is written anew."""
 
 
 class RunFolder:
@@ -39,7 +56,13 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         config_path = self.path / "config.toml"
         if config_path.exists():
-            stored = read_toml(config_path)
+            try:
+                stored = read_toml(config_path)
+            except XaitrustError as error:  # the config cannot be recomputed: which one the pieces belong to is lost
+                raise XaitrustError(
+                    f"{error}. The run folder's config is damaged: if {self.path} was started with this same config, "
+                    f"delete {config_path} to resume; otherwise delete the folder or choose another --out folder"
+                ) from None
             if stored != json.loads(json.dumps(config)):
                 changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
                 raise XaitrustError(
@@ -52,19 +75,27 @@ class RunFolder:
 
     def _record_versions(self) -> None:
         """Write ``versions.json`` when the folder is new; on a resume keep the first run's record and warn when the
-        libraries have changed since, because finished pieces were computed with the recorded ones."""
+        libraries have changed since, because finished pieces were computed with the recorded ones. A damaged record
+        is written anew with a warning: which versions computed the finished pieces is then unknown."""
         path, current = self.path / "versions.json", library_versions()
-        if not path.exists():
-            atomic_write(path, lambda p: p.write_text(json.dumps(current, indent=2)))
-            return
-        recorded = json.loads(path.read_text())
-        changed = sorted(name for name in set(recorded) | set(current) if recorded.get(name) != current.get(name))
-        if changed:
+        if path.exists():
+            recorded = _read_versions(path)
+            if recorded is not None:
+                changed = sorted(name for name in set(recorded) | set(current) if recorded.get(name) != current.get(name))
+                if changed:
+                    warnings.warn(
+                        f"{self.path} was started with other library versions ({', '.join(changed)}; see "
+                        "versions.json); its finished pieces are reused as they are. Use a new --out folder to "
+                        "recompute everything.",
+                        LibraryVersionWarning, stacklevel=3,
+                    )
+                return
             warnings.warn(
-                f"{self.path} was started with other library versions ({', '.join(changed)}; see versions.json); "
-                "its finished pieces are reused as they are. Use a new --out folder to recompute everything.",
-                LibraryVersionWarning, stacklevel=3,
+                f"{path} is damaged; it is written anew with the current library versions, so the versions that "
+                "computed the finished pieces are unknown. Use a new --out folder to recompute everything.",
+                DamagedFileWarning, stacklevel=3,
             )
+        atomic_write(path, lambda p: p.write_text(json.dumps(current, indent=2)))
 
     def inside(self, *parts: str) -> Path:
         """The path ``parts`` joined below the run folder, which it never leaves: names that hold a path of their own
@@ -82,30 +113,30 @@ class RunFolder:
 
     def cached_tensors(self, name: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Load ``cache/<name>.safetensors`` if finished, else compute, save atomically and return."""
-        path = self.inside("cache", f"{name}.safetensors")
-        if path.exists():
-            return load_file(path)
-        tensors = {key: value.detach().cpu().contiguous() for key, value in compute().items()}
-        atomic_write(path, lambda p: save_file(tensors, p))
-        return tensors
+        return _cached(
+            self.inside("cache", f"{name}.safetensors"),
+            lambda path: read_tensors(path, require_digest=True),
+            write_tensors_atomic,
+            lambda: {key: value.detach().cpu().contiguous() for key, value in compute().items()},
+        )
 
     def cached_table(self, name: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """Load ``cache/<name>.csv`` if finished, else compute, save atomically and return."""
-        path = self.inside("cache", f"{name}.csv")
-        if path.exists():
-            return pd.read_csv(path)
-        table = compute()
-        atomic_write(path, lambda p: table.to_csv(p, index=False))
-        return table
+        return _cached(
+            self.inside("cache", f"{name}.csv"),
+            lambda path: pd.read_csv(io.BytesIO(read_bytes_checked(path))),
+            lambda path, table: write_bytes_checked(path, table.to_csv(index=False).encode()),
+            compute,
+        )
 
     def cached_json(self, name: str, compute: Callable[[], dict]) -> dict:
         """Load ``cache/<name>.json`` if finished, else compute, save atomically and return."""
-        path = self.inside("cache", f"{name}.json")
-        if path.exists():
-            return json.loads(path.read_text())
-        value = compute()
-        atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=2)))
-        return value
+        return _cached(
+            self.inside("cache", f"{name}.json"),
+            lambda path: json.loads(read_bytes_checked(path)),
+            lambda path, value: write_bytes_checked(path, json.dumps(value, indent=2).encode()),
+            compute,
+        )
 
     def write_table(self, name: str, table: pd.DataFrame) -> Path:
         """Write a result table as CSV (and Parquet when pyarrow is installed); returns the CSV path."""
@@ -118,3 +149,29 @@ class RunFolder:
         except ImportError:
             pass
         return path
+
+
+def _cached(
+    path: Path, load: Callable[[Path], Piece], save: Callable[[Path, Piece], None], compute: Callable[[], Piece]
+) -> Piece:
+    """``load(path)`` when the piece is there and checks out; else ``compute()``, ``save`` it and return it. A piece
+    that fails its check is computed again with a ``DamagedFileWarning`` (raised at the protocol's call)."""
+    if path.exists():
+        try:
+            return load(path)
+        except XaitrustError as error:
+            warnings.warn(f"{error}; computing it again", DamagedFileWarning, stacklevel=4)
+    value = compute()
+    save(path, value)
+    return value
+
+
+def _read_versions(path: Path) -> dict | None:
+    """The library versions recorded in ``path``, or None when the file is not such a record."""
+    try:
+        recorded = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(recorded, dict) or not all(isinstance(v, (str, type(None))) for v in recorded.values()):
+        return None
+    return recorded
