@@ -81,7 +81,7 @@ class RunFolder:
         if path.exists():
             recorded = _read_versions(path)
             if recorded is not None:
-                changed = sorted(name for name in set(recorded) | set(current) if recorded.get(name) != current.get(name))
+                changed = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
                 if changed:
                     warnings.warn(
                         f"{self.path} was started with other library versions ({', '.join(changed)}; see "
@@ -155,12 +155,12 @@ def _cached(
     path: Path, load: Callable[[Path], Piece], save: Callable[[Path, Piece], None], compute: Callable[[], Piece]
 ) -> Piece:
     """``load(path)`` when the piece is there and checks out; else ``compute()``, ``save`` it and return it. A piece
-    that fails its check is computed again with a ``DamagedFileWarning`` (raised at the protocol's call)."""
+    that fails its check is computed again, with a ``DamagedFileWarning`` reported at the protocol's call."""
     if path.exists():
         try:
             return load(path)
         except XaitrustError as error:
-            warnings.warn(f"{error}; computing it again", DamagedFileWarning, stacklevel=4)
+            warnings.warn(f"{error}; computing it again", DamagedFileWarning, stacklevel=3)
     value = compute()
     save(path, value)
     return value

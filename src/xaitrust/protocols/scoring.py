@@ -213,6 +213,7 @@ def score_methods(
                 return pd.concat(parts)
 
             tables.append(run.cached_table(f"scores/{key}", compute))
-            curves = run.cached_tensors(f"curves/{key}", dict)
+            curves = run.cached_tensors(f"curves/{key}", lambda: faithfulness_rows(  # measured again if damaged
+                model, x, target, attributions, maps, config, baseline, method, model_name, removal)[1])
             deletion_curves[(method, model_name)] = (curves["fractions"], curves["deletion"])
     return ScoredMethods(pd.concat(tables, ignore_index=True), random_curves, deletion_curves, examples, all_maps)

@@ -134,7 +134,9 @@ def _build_on_meta(spec: dict, meta: Path) -> torch.nn.Module | None:
     except Exception as error:  # an untrusted spec: whatever an architecture makes of its values
         if is_file_reference(spec["name"]):
             return None
-        raise XaitrustError(f"{meta} describes a model that cannot be built ({type(error).__name__}: {error})") from None
+        raise XaitrustError(
+            f"{meta} describes a model that cannot be built ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _build(spec: dict) -> torch.nn.Module:

@@ -139,7 +139,12 @@ def load_k_fold(out_dir: str | Path, device: str | torch.device = "cpu") -> KFol
     out = Path(out_dir)
     if not (out / FOLDS_FILE).is_file():
         raise XaitrustError(f"no {FOLDS_FILE} in {out}; run train_k_fold there first")
-    document = json.loads((out / FOLDS_FILE).read_text())
+    try:
+        names = json.loads((out / FOLDS_FILE).read_text())["models"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise XaitrustError(f"{out / FOLDS_FILE} is damaged ({error}); delete {out} to train the folds again") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n and Path(n).name == n != ".." for n in names):
+        raise XaitrustError(f"{out / FOLDS_FILE} names fold models outside {out}; delete {out} to train the folds again")
     folds = read_tensors(out / FOLDS_TENSORS)["fold"]
-    models = [load_model(out / name, device) for name in document["models"]]
+    models = [load_model(out / name, device) for name in names]
     return KFoldResult(models, folds, out)
