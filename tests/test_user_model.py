@@ -14,8 +14,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-
 from user_data import CLASSES, MODEL_REFERENCE, rgb_images, save_weights, to_tensor, train_tiny_resnet
+
 from xaitrust.cli import cli
 from xaitrust.data import ImageDataset
 from xaitrust.errors import XaitrustError

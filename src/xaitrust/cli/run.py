@@ -31,9 +31,12 @@ SCORING = ("benchmark", "calibrate-to-interpret", "recalx")
 @click.option("--data-root", default=None, type=click.Path(), help="Config key data_root: a folder or the .npz file.")
 @click.option("--dataset-options", "dataset_options_text", default=None,
               help="Config key dataset_options, as TOML: \"image_size = 32, test_fraction = 0.5\".")
+@click.option("--check", is_flag=True,
+              help="Check the config, the data and the model (preflight) as the run would, print its plan and cost "
+                   "estimate, and exit without running or writing anything.")
 @runtime_options
 def command(protocol, config_file, profile, out, model, weights, model_options_text, input_mean, input_std, cam_layer,
-            dataset, data_root, dataset_options_text, device, threads) -> None:
+            dataset, data_root, dataset_options_text, check, device, threads) -> None:
     """Run PROTOCOL and write config.toml, results.csv, figures and report.html into the run folder.
 
     benchmark, calibrate-to-interpret and recalx score a trained model as it is (--model with --weights, a checkpoint
@@ -59,5 +62,10 @@ def command(protocol, config_file, profile, out, model, weights, model_options_t
             f"{', '.join('--' + key.replace('_', '-') for key in trained_model_keys)}: give --model an architecture "
             f"(a built-in name or path/to/file.py:Name); {', '.join(SCORING)} score a trained model"
         )
+    if check:
+        from ..protocols.check import check_run
+
+        click.echo(check_run(protocol, profile, config_file, overrides))
+        return
     report = run_protocol(protocol, profile=profile, config_file=config_file, out=out, overrides=overrides)
     click.echo(f"report: {report}")

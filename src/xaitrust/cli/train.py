@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import click
-import torch
 
 from ..training.config import OPTIMIZERS, SCHEDULES
 from ..training.pretrained import PROFILES, train_on_dataset

@@ -46,14 +46,20 @@ def run_protocol(
     run resumes when called again with the same ``out`` folder and config: finished models, maps and tables are
     loaded from the folder instead of being recomputed.
     """
-    module = protocol_module(name)
-    user = read_toml(config_file) if config_file else {}
-    user.update(overrides or {})
-    config = resolve_config(module.SPEC, profile, user)
+    config = protocol_config(name, profile, config_file, overrides)
     out = Path(out) if out else Path("runs") / f"{name}-{config['profile']}"
     run = RunFolder(out, config)
     run.supplied = dict(supplied or {})
-    return module.execute(run)
+    return protocol_module(name).execute(run)
 
 
-__all__ = ["PROFILES", "PROTOCOL_MODULES", "ProtocolSpec", "RunFolder", "protocol_module", "resolve_config", "run_protocol"]
+def protocol_config(name: str, profile: str | None = None, config_file=None, overrides: dict | None = None) -> dict:
+    """The resolved, validated config of protocol ``name``: the profile's defaults, updated by the TOML
+    ``config_file``, updated by ``overrides``."""
+    user = read_toml(config_file) if config_file else {}
+    user.update(overrides or {})
+    return resolve_config(protocol_module(name).SPEC, profile, user)
+
+
+__all__ = ["PROFILES", "PROTOCOL_MODULES", "ProtocolSpec", "RunFolder", "protocol_config", "protocol_module",
+           "resolve_config", "run_protocol"]

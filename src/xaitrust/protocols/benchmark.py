@@ -20,23 +20,24 @@ import pandas as pd
 import tomli_w
 
 from ..explainers import available_explainers
+from ..models.loading import ModelSource
 from ..perturb.orders import TIES
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
 from .common import (
     RECIPE_DEFAULTS,
     TRAINED_MODEL_DEFAULTS,
+    calibrated_models,
     check_explainer_lists,
     check_metric_names,
     check_model_source,
     dataset_label,
-    model_description,
-    calibrated_models,
     images_to_explain,
-    with_sample_columns,
+    model_description,
     removal_fill,
     removal_value,
     train_and_split,
+    with_sample_columns,
     write_results,
 )
 from .config import ProtocolSpec
@@ -176,6 +177,11 @@ def findings(summary: pd.DataFrame, calibration: pd.DataFrame) -> list[str]:
     if line:
         lines.append(line)
     return lines
+
+
+def trainings(config: dict) -> int:
+    """Models the run trains: none for a given trained model, else the one model."""
+    return 0 if ModelSource.from_config(config).is_trained else 1
 
 
 def execute(run: RunFolder) -> Path:

@@ -29,22 +29,22 @@ from scipy import stats
 
 from ..calibration import TemperatureScaling, density_ece, ece
 from ..explainers.reduce import reduce_attributions
-from ..sources import file_label
 from ..metrics import deletion
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
-from .benchmark import C2I_IG, deletion_change
+from ..sources import file_label
+from .benchmark import C2I_IG, deletion_change, trainings  # noqa: F401 (the same model as the benchmark trains)
 from .benchmark import SPEC as BENCHMARK_SPEC
 from .common import (
     calibrated_models,
-    removal_fill,
-    explain_cached,
     dataset_label,
+    explain_cached,
     images_to_explain,
     model_description,
-    with_sample_columns,
     predictions,
+    removal_fill,
     train_and_split,
+    with_sample_columns,
     write_results,
 )
 from .config import ProtocolSpec
@@ -167,6 +167,8 @@ def findings(calibration: pd.DataFrame, summary: pd.DataFrame, correlations: pd.
         lines.append(f"Temperature sweep ({method}): deletion area is smallest at {part['factor_of_min'].iloc[0]:g} x "
                      f"{reference}; correlation of density ECE with deletion area, {sides}.")
     return lines
+
+
 
 
 def execute(run: RunFolder) -> Path:

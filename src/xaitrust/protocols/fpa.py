@@ -77,9 +77,9 @@ from ..training import TrainConfig
 from ..training.config import OPTIMIZERS, SCHEDULES
 from .common import (
     RECIPE_DEFAULTS,
+    check_architecture,
     describe_fill,
     explain_cached,
-    check_architecture,
     load_splits,
     predictions,
     removal_fill,
@@ -443,6 +443,11 @@ def estimator_table(config: dict) -> pd.DataFrame:
          "parameters": str(explainer_params(config, e.explainer))}
         for name, e in ESTIMATORS.items() if name in config["estimators"]
     ])
+
+
+def trainings(config: dict) -> int:
+    """Models the run trains: one per regime."""
+    return len(config["regimes"])
 
 
 def execute(run: RunFolder) -> Path:

@@ -75,12 +75,12 @@ import tomli_w
 import torch
 
 from ..data import stratified_kfold, stratified_sample
+from ..devices import on_device
 from ..errors import XaitrustError
 from ..explainers import available_explainers
 from ..explainers.reduce import REDUCTIONS, reduce_attributions
 from ..metrics import cross_fold_distances, mege, mu_fidelity, reco, reco_auc
 from ..metrics.distances import DISTANCES
-from ..devices import on_device
 from ..models import build_model
 from ..models.loading import ModelSource
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
@@ -88,7 +88,14 @@ from ..report.html import Section, write_report
 from ..training import randomize_weights, shuffle_labels, train_k_fold
 from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
 from .common import (
-    check_architecture, check_explainers, config_device, explain_cached, fresh_model, load_split, predictions, train_config,
+    check_architecture,
+    check_explainers,
+    config_device,
+    explain_cached,
+    fresh_model,
+    load_split,
+    predictions,
+    train_config,
 )
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
@@ -423,6 +430,12 @@ def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame
                 line += f"; the random control moved by {control:+.3f}, and {int((gain > control).sum())} gained more"
             lines.append(line + ".")
     return lines
+
+
+def trainings(config: dict) -> int:
+    """Models the run trains: k folds of the base family, of each label-shuffled family and, with ``lipschitz``, of
+    the 1-Lipschitz family (weight-noise families perturb the trained folds)."""
+    return config["k"] * (1 + len(config["shuffle_levels"]) + bool(config["lipschitz"]))
 
 
 def execute(run: RunFolder) -> Path:

@@ -31,6 +31,7 @@ from ..calibration import Calibrator, ReCalX, calibration_error_by_level
 from ..calibration.plots import plot_error_by_level
 from ..explainers.reduce import reduce_attributions
 from ..metrics import deletion, gt_alignment, localization, pointing_game
+from ..models.loading import ModelSource
 from ..perturb.orders import TIES
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
@@ -163,6 +164,11 @@ def findings(levels: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
             for method, row in means.loc[metric].iterrows():
                 lines.append(f"{method} {metric}: {row['uncalibrated']:.4f} uncalibrated -> {row['recalx']:.4f} ReCalX.")
     return lines
+
+
+def trainings(config: dict) -> int:
+    """Models the run trains: none for a given trained model, else the one model."""
+    return 0 if ModelSource.from_config(config).is_trained else 1
 
 
 def execute(run: RunFolder) -> Path:

@@ -283,6 +283,11 @@ def example_grid(path: Path, x: torch.Tensor, ranks: dict, mode: str, config: di
     return plot_map_grid(path, images, maps, title=f"{mode.upper()} at {columns}")
 
 
+def trainings(config: dict) -> int:
+    """Models the run trains: every seed on the unmodified images and on each method x mode x fraction."""
+    return config["seeds"] * (1 + len(config["methods"]) * len(config["modes"]) * len(config["fractions"]))
+
+
 def execute(run: RunFolder) -> Path:
     config = run.config
     train, test = load_splits(config)
