@@ -27,9 +27,10 @@ def test_recalx_lowers_kl_error_at_every_level_on_held_out_data(fashion_split):
     for b, a in zip(before, after):
         assert a["accuracy"] == b["accuracy"]  # temperatures never change the predicted class
         if b["perturbation_level"] < 0.1:
-            # Nearly clean inputs: the model is close to calibrated already (KL error about 0.03); two held-out seeds
-            # move the estimate by about 0.002, so ReCalX must only not make it worse beyond that noise.
-            assert a["kl_calibration_error"] < b["kl_calibration_error"] + 0.005
+            # Nearly clean inputs: the model is close to calibrated already (KL error about 0.03), and with two
+            # perturbations per image the draws move ReCalX's paired change by about 0.01 (-0.025 to +0.006 over
+            # evaluation seeds 1-5), so ReCalX must only not make it worse beyond that noise.
+            assert a["kl_calibration_error"] < b["kl_calibration_error"] + 0.01
         else:
             assert a["kl_calibration_error"] < 0.5 * b["kl_calibration_error"], b["perturbation_level"]
     assert max(r["kl_calibration_error"] for r in after) < 0.5 * max(r["kl_calibration_error"] for r in before)

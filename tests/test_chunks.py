@@ -7,9 +7,10 @@ import torch
 from torch import nn
 
 from xaitrust import chunks
-from xaitrust.chunks import batched_logits, check_size, chunk_slices, explain_in_chunks, num_chunks, pair_chunks
+from xaitrust.chunks import batched_logits, chunk_slices, explain_in_chunks, num_chunks, pair_chunks
 from xaitrust.errors import XaitrustError
 from xaitrust.models import build_model
+from xaitrust.validation import check_count
 
 BAD_SIZES = [0, -3, 2.0, 1.5, True, "4", None]
 
@@ -37,11 +38,11 @@ def test_a_bad_size_is_refused_at_once(size):
     with pytest.raises(XaitrustError, match="batch_size must be a positive integer"):
         pair_chunks(2, 3, size)
     with pytest.raises(XaitrustError, match="steps must be a positive integer"):
-        check_size(size, "steps")
+        check_count(size, "steps")
 
 
 def test_numpy_integers_are_sizes():
-    assert check_size(np.int64(7)) == 7 and type(check_size(np.int64(7))) is int
+    assert check_count(np.int64(7), "steps") == 7 and type(check_count(np.int64(7), "steps")) is int
     assert spans(5, np.int32(2)) == [(0, 2), (2, 4), (4, 5)]
 
 

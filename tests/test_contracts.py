@@ -21,18 +21,6 @@ METRIC_CHECKS = ("output", "batch_invariance", "determinism", "side_effects", "d
 #: with its defaults.
 EXPLAINER_PARAMS = {"meaningful-perturbation": {"steps": 60}}
 
-TIES = (
-    "ties='random' (evaluate's default) breaks ties with one permutation per batch row drawn from a single generator "
-    "(xaitrust.perturb.orders.random_permutations), so an image whose map has ties is ranked differently at another "
-    "place in the batch; on the contract inputs (maps rounded to five levels) image 1 scores {} alone, {} in the batch"
-)
-METRIC_KNOWN_FAILURES = {
-    ("deletion_area", "batch_invariance"): pytest.mark.xfail(strict=True, reason=TIES.format(0.99330, 0.99202)),
-    ("insertion_area", "batch_invariance"): pytest.mark.xfail(strict=True, reason=TIES.format(1.00352, 1.00402)),
-    ("mif_lif_area", "batch_invariance"): pytest.mark.xfail(strict=True, reason=TIES.format(68.462, 68.407)),
-    ("completeness", "batch_invariance"): pytest.mark.xfail(strict=True, reason=TIES.format(0.94841, 0.95159)),
-}
-
 
 @functools.cache
 def explainer_results(name: str) -> dict[str, CheckResult]:
@@ -55,8 +43,7 @@ def test_every_registered_explainer_meets_its_contract(name, check):
 
 
 @pytest.mark.parametrize("name, check", [
-    pytest.param(metric.name, check, marks=METRIC_KNOWN_FAILURES.get((metric.name, check), ()),
-                 id=f"{metric.name}-{check}")
+    pytest.param(metric.name, check, id=f"{metric.name}-{check}")
     for metric in available_metrics() for check in METRIC_CHECKS
 ])
 def test_every_registered_metric_meets_its_contract(name, check):

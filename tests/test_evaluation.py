@@ -228,7 +228,7 @@ def test_a_metric_parameter_overrides_its_setting(model_and_images):
 def test_localisation_metrics_read_the_masks_and_say_when_they_are_missing():
     weight = torch.zeros(1, 1, 6, 6)
     weight[..., :3, :3] = 1.0
-    model, x = LinearModel(weight), torch.rand(4, 1, 6, 6) + 0.1
+    model, x = LinearModel(weight), 0.1 + 0.9 * torch.rand(4, 1, 6, 6)
     masks = weight[0, 0].bool().expand(4, 6, 6)
     with pytest.raises(XaitrustError, match="metrics localization, pointing_game compare maps with ground-truth masks"):
         run(model, x, metrics=("localization", "pointing_game", "otsu_tv"))

@@ -295,9 +295,9 @@ def test_float64_models_give_float64_attributions(net, images, name):
 def test_bad_inputs_and_parameters_raise_clear_errors(net, images):
     with pytest.raises(XaitrustError, match="unknown explainer 'gradients'"):
         get_explainer("gradients")
-    with pytest.raises(XaitrustError, match=r"target classes must lie in \[0, 2\]"):
+    with pytest.raises(XaitrustError, match=r"target must lie in \[0, 2\]"):
         get_explainer("saliency")(net, images, 3)
-    with pytest.raises(XaitrustError, match=r"x must be a float tensor \(B, C, H, W\)"):
+    with pytest.raises(XaitrustError, match=r"x must be a tensor of images \(B, C, H, W\)"):
         get_explainer("saliency")(net, images[0], 0)
     with pytest.raises(XaitrustError, match="steps must be a positive integer"):
         get_explainer("integrated-gradients", steps=0)

@@ -338,7 +338,10 @@ def test_surrogate_least_squares_gives_the_minimum_norm_solution_of_a_rank_defic
 
     a = torch.tensor([[[1.0, 1.0], [1.0, 1.0]]], dtype=torch.float64)  # rank 1: x1 + x2 = 2 has many solutions
     b = torch.tensor([[[2.0], [2.0]]], dtype=torch.float64)
-    torch.testing.assert_close(least_squares(a, b), torch.linalg.pinv(a) @ b)
+    solution, rank_deficient = least_squares(a, b)
+    torch.testing.assert_close(solution, torch.linalg.pinv(a) @ b)
+    assert rank_deficient.tolist() == [True]
+    assert least_squares(torch.eye(2, dtype=torch.float64)[None], b)[1].tolist() == [False]
 
 
 def test_lime_without_ridge_recovers_group_contributions_of_a_linear_model():

@@ -43,7 +43,7 @@ def test_deletion_and_insertion_curves_of_a_linear_model_are_cumulative_sums_in_
 def test_deletion_area_when_the_score_vanishes_with_one_pixel(position):
     # the pixel (1, 2) sits at rank `position`: the normalised curve is 1 up to step `position`, then 0
     model = PixelModel(1, 2, scale=3.0)
-    x = torch.rand(1, 1, 4, 4) + 0.5
+    x = 0.5 + 0.5 * torch.rand(1, 1, 4, 4)
     maps = -torch.arange(16.0)  # pixel k has rank k ...
     maps[[6, position]] = maps[[position, 6]]  # ... except that pixel 6 = (1, 2) and pixel `position` swap
     maps = maps.reshape(1, 4, 4)

@@ -66,8 +66,8 @@ def test_batch_size_probe_evaluates_the_model_then_restores_each_module(scenario
     model = scenario()
     before = flags(model)
     during = []
-    monkeypatch.setattr(batching, "fastest_batch_size", lambda model, *args: during.append(flags(model)) or 8)
-    assert batching.auto_batch_size(model, (1, 6, 6)) == 8
+    monkeypatch.setattr(batching, "activation_bytes_per_sample", lambda model, *args: during.append(flags(model)) or 8)
+    assert batching.auto_batch_size(model, (1, 6, 6)) == batching.MAX_BATCH
     assert during == [[False] * len(before)]
     assert flags(model) == before
 

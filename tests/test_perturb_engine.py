@@ -72,26 +72,21 @@ def test_automatic_batch_size_is_small_for_large_images_and_large_for_small_ones
 def test_automatic_batch_size_is_probed_once_and_cached(monkeypatch):
     model = LinearModel(torch.randn(1, 6, 6))
     calls = []
-    monkeypatch.setattr(batching, "fastest_batch_size", lambda *args: calls.append(args) or 48)
-    assert batching.auto_batch_size(model, (1, 6, 6)) == 48
-    assert batching.auto_batch_size(model, (1, 6, 6)) == 48
-    assert len(calls) == 1 and calls[0][3] == batching.MAX_BATCH
+    per_sample = 2**20 - 4 * 36  # with the 1 x 6 x 6 input: 1 MiB a sample
+    monkeypatch.setattr(batching, "activation_bytes_per_sample", lambda *args: calls.append(args) or per_sample)
+    assert batching.auto_batch_size(model, (1, 6, 6)) == batching.CHUNK_BYTES // 2**20
+    assert batching.auto_batch_size(model, (1, 6, 6)) == batching.CHUNK_BYTES // 2**20
+    assert len(calls) == 1
 
 
-def test_throughput_probe_stops_at_the_plateau_and_keeps_the_fastest(monkeypatch):
-    # images/second: doubling pays up to 128, then gains less than 10%
-    speed = {16: 1e5, 32: 1.9e5, 64: 3e5, 128: 3.4e5, 256: 3.3e5, 512: 9e5}
-    timed = []
-    monkeypatch.setattr(batching, "_timed", lambda model, inputs, device: timed.append(len(inputs)) or len(inputs) / speed[len(inputs)])
-    assert batching.fastest_batch_size(nn.Identity(), (1, 2, 2), torch.device("cpu"), 1024) == 128
-    assert max(timed) == 256
-
-
-def test_throughput_probe_keeps_the_memory_bound_when_calls_are_dominated_by_fixed_costs(monkeypatch):
-    # 0.3 s per call whatever the size: throughput doubles with the batch until the probe budget runs out
-    monkeypatch.setattr(batching, "_timed", lambda model, inputs, device: 0.3 + len(inputs) * 1e-6)
-    monkeypatch.setattr(batching, "PROBE_BUDGET_SECONDS", 0.0)
-    assert batching.fastest_batch_size(nn.Identity(), (1, 2, 2), torch.device("cpu"), 700) == 700
+def test_chunk_size_is_the_largest_power_of_two_fitting_the_chunk_budget():
+    budget = batching.CHUNK_BYTES
+    assert batching.chunk_size(budget // 256) == 256
+    assert batching.chunk_size(budget // 300) == 256
+    assert batching.chunk_size(budget // 255) == 128
+    assert batching.chunk_size(4 * budget) == 1  # a sample larger than the budget still goes through, alone
+    assert batching.chunk_size(1) == batching.MAX_BATCH
+    assert batching.chunk_size(1, max_batch=700) == 700
 
 
 def test_bad_batch_size_is_rejected():

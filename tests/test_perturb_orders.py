@@ -37,10 +37,15 @@ def test_constant_map_is_ranked_randomly_and_reproducibly():
 
 
 def test_random_order_is_a_seeded_permutation_per_image():
-    ranks = ranks_from_maps(torch.rand(3, 5, 5), "random", seed=1)
-    assert torch.equal(ranks, ranks_from_maps(torch.rand(3, 5, 5), "random", seed=1))
+    maps = torch.rand(3, 5, 5)
+    ranks = ranks_from_maps(maps, "random", seed=1)
+    assert torch.equal(ranks, ranks_from_maps(maps.clone(), "random", seed=1))
+    assert not torch.equal(ranks, ranks_from_maps(maps, "random", seed=2))
     assert not torch.equal(ranks[0], ranks[1])
     assert all(torch.equal(r.flatten().sort().values, torch.arange(25)) for r in ranks)
+    # placeholder maps carry no identity: the images given as seed_from tell them apart
+    placeholder = ranks_from_maps(torch.zeros(3, 5, 5), "random", seed=1, seed_from=torch.rand(3, 1, 5, 5))
+    assert not torch.equal(placeholder[0], placeholder[1])
 
 
 def test_segment_ranks_share_one_rank_per_segment_and_skip_missing_ids():

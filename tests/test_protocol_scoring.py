@@ -14,11 +14,11 @@ CONFIG = {"n_superpixels": 8, "n_orders": 2, "seed": 0, "deletion_steps": 10, "r
 
 
 def test_mif_lif_area_is_nan_where_the_clean_logit_is_not_positive():
-    weight = torch.rand(1, 1, 8, 8)
-    x = torch.rand(3, 1, 8, 8)
-    x[1] *= -1  # class 0's logit sum(w * x) < 0 for this image only
+    weight = torch.rand(1, 1, 8, 8) - 0.5
+    x = torch.rand(3, 1, 8, 8) * (weight > 0)
+    x[1] = torch.rand(1, 8, 8) * (weight[0] < 0)  # class 0's logit sum(w * x) < 0 for this image only
     model, target, maps = LinearModel(weight), torch.zeros(3, dtype=torch.long), (weight * x)[:, 0]
-    baseline = random_superpixel_deletion(model, x.abs(), target, 8, 2, 0, steps=10, replacement="zero")
+    baseline = random_superpixel_deletion(model, x, target, 8, 2, 0, steps=10, replacement="zero")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the clean score <= 0 warning is expected
         rows, _ = faithfulness_rows(model, x, target, weight * x, maps, CONFIG, baseline, "m", "linear", (0.0,))
@@ -32,7 +32,7 @@ def test_tied_map_values_are_removed_in_the_configured_order():
     # first half of the removals, so the deletion area is larger.
     weight = torch.zeros(1, 1, 8, 8)
     weight[..., 0, :] = 1.0
-    x = torch.rand(2, 1, 8, 8) + 0.1
+    x = 0.1 + 0.9 * torch.rand(2, 1, 8, 8)
     model, target = LinearModel(weight), torch.zeros(2, dtype=torch.long)
     maps = torch.full((2, 8, 8), 0.5)
     maps[:, :4] = 1.0

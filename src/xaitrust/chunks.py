@@ -15,36 +15,28 @@ input goes through once as an empty chunk, so the result has the shape one call 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from tqdm.auto import tqdm
 
-from .errors import XaitrustError
 from .model_mode import evaluation_mode
+from .validation import check_count, check_logits
 
 #: Default chunk of ``batched_logits``: a no-grad forward pass of this many small images takes little memory.
 LOGITS_BATCH_SIZE = 512
 
 
-def check_size(size, name: str = "batch_size") -> int:
-    """``size`` as an int if it is an integer >= 1 (numpy integers included; ``True``/``False`` are not numbers
-    here), else an ``XaitrustError`` naming ``name``."""
-    if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
-        raise XaitrustError(f"{name} must be a positive integer; got {size!r}")
-    return int(size)
-
-
 def num_chunks(total: int, size: int) -> int:
     """How many chunks ``chunk_slices(total, size)`` yields: ``ceil(total / size)``."""
-    return -(-total // check_size(size))
+    return -(-total // check_count(size, "batch_size"))
 
 
 def chunk_slices(total: int, size: int) -> Iterator[slice]:
     """``slice(0, size)``, ``slice(size, 2 * size)``, ... covering ``range(total)``; the last one may be shorter,
-    and ``total = 0`` gives none. ``size`` is checked at once (``check_size``), not when iteration starts."""
-    size = check_size(size)
+    and ``total = 0`` gives none. ``size`` is checked at once (``xaitrust.validation.check_count``), not when
+    iteration starts."""
+    size = check_count(size, "batch_size")
     return (slice(start, min(start + size, total)) for start in range(0, total, size))
 
 
@@ -54,7 +46,7 @@ def pair_chunks(
     """``(item_index, point_index)`` long tensors on ``device`` (``None``: torch's default device) for consecutive
     chunks of at most ``size`` of the ``n_items * n_per_item`` pairs flattened item-major: pair ``i`` is item
     ``i // n_per_item``, point ``i % n_per_item``, so all points of item 0 come first. ``size`` is checked at once
-    (``check_size``). One ``arange`` and one division per chunk: no Python work per pair."""
+    (``xaitrust.validation.check_count``). One ``arange`` and one division per chunk: no Python work per pair."""
     return _pairs(chunk_slices(n_items * n_per_item, size), n_per_item, device)
 
 
@@ -75,11 +67,13 @@ def batched_logits(
 
     Each chunk is moved to ``device`` (``None``: it stays on ``x``'s device, which must then be the model's), so
     ``x`` may stay on the CPU for a model elsewhere. The logits stay on the device the model ran on; callers move
-    them if they need them elsewhere.
+    them if they need them elsewhere. A model that returns anything but float logits ``(n, K)`` for a chunk of ``n``
+    inputs is an ``XaitrustError`` (``xaitrust.validation.check_logits``).
     """
-    batch_size = check_size(batch_size)
+    batch_size = check_count(batch_size, "batch_size")
     with evaluation_mode(model), torch.no_grad():
-        return _concatenate(lambda part: model(x[part].to(device)), chunk_slices(len(x), batch_size))
+        return _concatenate(lambda part: check_logits(model(x[part].to(device)), part.stop - part.start),
+                            chunk_slices(len(x), batch_size))
 
 
 def explain_in_chunks(
@@ -101,7 +95,7 @@ def explain_in_chunks(
         reduce: if given, ``reduce(attributions, inputs)`` of each chunk is kept instead of its attributions (e.g.
             maps ``(n, H, W)`` from attributions ``(n, C, H, W)``), so that only reduced chunks are held.
     """
-    batch_size = check_size(batch_size)
+    batch_size = check_count(batch_size, "batch_size")
 
     def explain(part: slice) -> torch.Tensor:
         attributions = explainer(model, x[part], target[part], output)

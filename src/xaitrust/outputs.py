@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .errors import XaitrustError
+from .validation import check_target  # noqa: F401  (the target's check, also importable from here)
 
 OUTPUTS = ("logit", "probability", "log-probability")
 
@@ -35,18 +36,3 @@ def target_scores(logits: torch.Tensor, target: torch.Tensor, output: str) -> to
     """The chosen score of class ``target`` for each row: logits ``(B, K)``, target ``(B,)`` -> ``(B,)``."""
     scores = scores_from_logits(logits, output)
     return scores.gather(-1, target.reshape(-1, 1).to(scores.device)).squeeze(-1)
-
-
-def check_target(target, batch_size: int, num_classes: int | None, device=None) -> torch.Tensor:
-    """Validate and broadcast a target (int or ``(B,)`` tensor) to an int64 tensor ``(B,)``."""
-    target = torch.as_tensor(target, device=device)
-    if target.dtype.is_floating_point or target.dtype == torch.bool:
-        raise XaitrustError(f"target must hold integer class indices; got dtype {target.dtype}")
-    target = target.long()
-    if target.ndim == 0:
-        target = target.expand(batch_size)
-    if target.shape != (batch_size,):
-        raise XaitrustError(f"target must be an int or a tensor of shape ({batch_size},); got {tuple(target.shape)}")
-    if num_classes is not None and batch_size and (target.min() < 0 or target.max() >= num_classes):
-        raise XaitrustError(f"target classes must lie in [0, {num_classes - 1}]; got {target.min().item()}..{target.max().item()}")
-    return target

@@ -9,8 +9,10 @@ perturbation-aware models. For pixels and for patches that tile the image it equ
 
 Every image gets ``repeats`` independent random feature orders; its masks at the requested levels remove the first
 ``round(fraction * d)`` features of an order (so the masks of one order are nested, while those of different orders
-are independent). All masked images go through the engine (``xaitrust.perturb.masked_logits``) in bounded chunks;
-the orders are drawn once from ``seed``, so the same seed gives the same perturbations whatever the chunk size.
+are independent). All masked images go through the engine (``xaitrust.perturb.masked_logits``) in bounded chunks.
+Each image's orders are drawn from its own generator, seeded by ``seed`` and the image's pixels
+(``xaitrust.perturb.orders.random_segment_ranks``), so the same seed gives an image the same perturbations whatever
+the chunk size and whatever other images share its call.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def perturbed_logits(
     if fractions.numel() == 0 or fractions.min() < 0 or fractions.max() > 1:
         raise XaitrustError("perturbation fractions must lie in [0, 1]")
     segments = feature_segments(x, grouping, patch_size, n_segments)
-    ranks, n_features = random_segment_ranks(segments, n_orders=repeats, seed=seed)
+    ranks, n_features = random_segment_ranks(segments, n_orders=repeats, seed=seed, seed_from=x)
     if fractions.ndim == 1:
         counts = counts_from_fractions(fractions, n_features.double())
     else:

@@ -7,12 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import XaitrustError
-
-
-def _within_unit_interval(x: torch.Tensor) -> bool:
-    """Whether every value is finite and in [0, 1], in one pass (NaN fails both comparisons, infinities one)."""
-    low, high = torch.aminmax(x)
-    return bool(low >= 0) and bool(high <= 1)
+from ..validation import check_images, check_labels, check_masks
 
 
 @dataclass
@@ -44,30 +39,13 @@ class ImageDataset:
     index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.x, torch.Tensor) or self.x.ndim != 4:
-            raise XaitrustError(f"x must be a tensor of shape (N, C, H, W); got {getattr(self.x, 'shape', type(self.x))}")
-        if not self.x.dtype.is_floating_point:
-            raise XaitrustError(f"x must be a float tensor with values in [0, 1]; got dtype {self.x.dtype}")
-        self.x = self.x.float()
-        self.y = torch.as_tensor(self.y)
-        if self.y.dtype.is_floating_point or self.y.ndim != 1 or len(self.y) != len(self.x):
-            raise XaitrustError(f"y must be an integer tensor of shape ({len(self.x)},); got {tuple(self.y.shape)} {self.y.dtype}")
-        self.y = self.y.long()
-        if len(self.y) and (self.y.min() < 0 or self.y.max() >= len(self.classes)):
-            raise XaitrustError(
-                f"labels must lie in [0, {len(self.classes) - 1}] for {len(self.classes)} classes; "
-                f"got {self.y.min().item()}..{self.y.max().item()}"
-            )
-        if len(self.x) and not _within_unit_interval(self.x):
-            raise XaitrustError("x must hold finite values in [0, 1]; rescale the images (e.g. divide 8-bit values by 255)")
+        self.x = check_images(self.x, "x", allow_empty=True).float()
+        self.y = check_labels(self.y, len(self.x), len(self.classes), name="y")
         self.index = torch.arange(len(self.x)) if self.index is None else torch.as_tensor(self.index).long()
         if self.index.shape != (len(self.x),):
             raise XaitrustError(f"index must have shape ({len(self.x)},); got {tuple(self.index.shape)}")
         if self.masks is not None:
-            self.masks = torch.as_tensor(self.masks).bool()
-            expected = (len(self.x), *self.x.shape[2:])
-            if tuple(self.masks.shape) != expected:
-                raise XaitrustError(f"masks must have shape {expected} (N, H, W); got {tuple(self.masks.shape)}")
+            self.masks = check_masks(self.masks, (len(self.x), *self.x.shape[2:])).bool()
 
     def __len__(self) -> int:
         return len(self.y)

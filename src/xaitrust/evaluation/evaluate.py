@@ -15,15 +15,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..chunks import batched_logits, check_size
+from ..chunks import batched_logits
 from ..errors import XaitrustError
 from ..explainers.base import Explainer, as_explainer
 from ..explainers.reduce import REDUCTIONS, reduce_attributions
-from ..metrics._validation import check_images
-from ..outputs import check_output, check_target
+from ..outputs import check_output
 from ..perturb.engine import model_device
 from ..perturb.orders import TIES
 from ..sources import is_file_reference, split_file_reference
+from ..validation import check_count, check_finite_model, check_images, check_maps, check_masks, check_target
 from .registry import Metric, MetricInputs, available_metrics, get_metric
 from .work import SharedWork
 
@@ -87,6 +87,7 @@ def evaluate(
     work that does not depend on the explanation (BTR's random baseline) is done once for all explainers.
     """
     x = check_images(x)
+    check_finite_model(model, "model")
     n = len(x)
     check_output(output)
     if reduction not in REDUCTIONS:
@@ -96,7 +97,7 @@ def evaluate(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise XaitrustError(f"seed must be an integer; got {seed!r}")
     if batch_size is not None:
-        batch_size = check_size(batch_size)
+        batch_size = check_count(batch_size, "batch_size")
     chosen = _resolve_metrics(metrics, metric_params)
     explaining = _resolve_explainers(explainers, explainer_params)
     for explainer in explaining.values():
@@ -151,6 +152,7 @@ def _resolve_metrics(metrics, metric_params) -> dict[str, Metric]:
     specs = [metrics] if isinstance(metrics, (str, Metric)) else list(metrics)
     if not specs:
         raise XaitrustError(f"metrics is empty: name at least one of {', '.join(m.name for m in available_metrics())}")
+    _check_tables(metric_params, "metric_params", "each metric's name", "{'deletion_area': {'steps': 50}}")
     chosen: dict[str, Metric] = {}
     for metric in map(get_metric, specs):
         if metric.name in chosen:
@@ -185,6 +187,7 @@ def _resolve_explainers(explainers, explainer_params) -> dict[str, Explainer]:
     if not specs:
         raise XaitrustError("explainers is empty: give at least one (a name such as 'saliency', a file reference, "
                             "an Explainer, a Captum class or a callable)")
+    _check_tables(explainer_params, "explainer_params", "each explainer's label", "{'rise': {'n_masks': 500}}")
     params = dict(explainer_params or {})
     labels = [label for label, _ in specs]
     unknown = sorted(set(params) - set(labels))
@@ -204,22 +207,21 @@ def _resolve_explainers(explainers, explainer_params) -> dict[str, Explainer]:
     return {label: as_explainer(spec, name=label, **params.get(label, {})) for label, spec in specs}
 
 
+def _check_tables(tables, name: str, keys: str, example: str) -> None:
+    """``tables`` is None or a mapping of names to parameter mappings, else an error naming the argument ``name``."""
+    if tables is not None and not (
+        isinstance(tables, Mapping) and all(isinstance(table, Mapping) for table in tables.values())
+    ):
+        raise XaitrustError(f"{name} must map {keys} to a dict of its parameters, e.g. {example}; got {tables!r}")
+
+
 def _check_masks(chosen: Mapping[str, Metric], masks, x) -> torch.Tensor | None:
     """``masks`` as ``(N, H, W)`` matching ``x``; an error if a chosen metric needs them and they are missing."""
     needing = [name for name, metric in chosen.items() if "masks" in metric.needs]
     if needing and masks is None:
         raise XaitrustError(f"metrics {', '.join(needing)} compare maps with ground-truth masks: pass masks (N, H, W) "
                             "(e.g. a dataset's masks) or drop these metrics")
-    if masks is None:
-        return None
-    masks = torch.as_tensor(masks)
-    if masks.ndim == 4 and masks.shape[1] == 1:
-        masks = masks[:, 0]
-    if tuple(masks.shape) != (len(x), *x.shape[2:]):
-        raise XaitrustError(
-            f"masks must be (N, H, W) = {(len(x), *x.shape[2:])} like the images; got {tuple(masks.shape)}"
-        )
-    return masks
+    return None if masks is None else check_masks(masks, (len(x), *x.shape[2:]))
 
 
 def _check_references(chosen: Mapping[str, Metric], reference_maps, explaining: Mapping, x) -> dict:
@@ -232,12 +234,7 @@ def _check_references(chosen: Mapping[str, Metric], reference_maps, explaining: 
         raise XaitrustError(f"metrics {', '.join(needing)} compare each method's maps with a reference model's maps of "
                             f"the same images: pass reference_maps={{label: maps (N, H, W)}}, missing for "
                             f"{', '.join(missing)}")
-    shape = (len(x), *x.shape[2:])
-    for label in explaining:
-        if not isinstance(reference_maps[label], torch.Tensor) or tuple(reference_maps[label].shape) != shape:
-            raise XaitrustError(f"reference_maps[{label!r}] must be a tensor (N, H, W) = {shape}; "
-                                f"got {getattr(reference_maps[label], 'shape', type(reference_maps[label]))}")
-    return dict(reference_maps)
+    return {label: check_maps(reference_maps[label], x, name=f"reference_maps[{label!r}]") for label in explaining}
 
 
 def _column(values, n: int, name: str, default: np.ndarray) -> np.ndarray:

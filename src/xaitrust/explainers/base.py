@@ -29,8 +29,9 @@ import torch
 
 from ..errors import XaitrustError
 from ..model_mode import evaluation_mode
-from ..outputs import check_output, check_target, scores_from_logits
+from ..outputs import check_output, scores_from_logits
 from ..sources import is_file_reference, load_from_file, split_file_reference
+from ..validation import check_images, check_target
 
 _REGISTRY: dict[str, type["Explainer"]] = {}
 
@@ -39,9 +40,10 @@ class Explainer:
     """Base class. Subclasses set ``name`` and ``description``, take their parameters as keyword arguments of
     ``__init__`` (validated there), and implement ``attribute(model, x, target, output)``.
 
-    ``x`` is a float ``(B, C, H, W)`` batch on the model's device and ``target`` an int64 ``(B,)`` tensor when
-    ``attribute`` is called, and the model is in eval mode (``evaluation_mode``: each module gets its own train/eval
-    flag back afterwards); randomness comes from ``self.seed`` through ``self.generator(device)``.
+    ``x`` is a float ``(B, C, H, W)`` batch of images in [0, 1] (``xaitrust.validation.check_images``) on the model's
+    device and ``target`` an int64 ``(B,)`` tensor when ``attribute`` is called, and the model is in eval mode
+    (``evaluation_mode``: each module gets its own train/eval flag back afterwards); randomness comes from
+    ``self.seed`` through ``self.generator(device)``.
     """
 
     name: str = ""
@@ -49,8 +51,7 @@ class Explainer:
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, target, output: str = "logit") -> torch.Tensor:
         check_output(output)
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.dtype.is_floating_point:
-            raise XaitrustError(f"x must be a float tensor (B, C, H, W); got {getattr(x, 'shape', type(x))}")
+        check_images(x)
         device = next(iter(model.parameters()), torch.empty(0)).device
         x = x.to(device)
         target = check_target(target, len(x), getattr(model, "num_classes", None), device=device)
@@ -176,7 +177,8 @@ def _build(cls: type[Explainer], name: str, params: dict) -> Explainer:
         return cls(**params)
     except TypeError as error:
         allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        raise XaitrustError(f"bad parameters for explainer {name!r} ({error}); allowed: {', '.join(allowed)}") from None
+        raise XaitrustError(f"bad parameters for explainer {name!r} ({error}); allowed: "
+                            f"{', '.join(allowed) or 'none, it takes no parameters'}") from None
 
 
 def _object_name(obj) -> str:

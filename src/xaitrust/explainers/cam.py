@@ -72,6 +72,9 @@ class _GradientWeightedCAM(Explainer):
     """``relu(sum_k w_k A^k)`` upsampled; subclasses compute the channel weights ``w`` ``(B, K, 1, 1)``."""
 
     def __init__(self, layer: str | None = None) -> None:
+        if layer is not None and (not isinstance(layer, str) or not layer.strip()):
+            raise XaitrustError(f"{self.name}: layer must be a dotted module name such as 'body.3', or None for the "
+                                f"model's own CAM layer; got {layer!r}")
         self.layer = layer
 
     def attribute(self, model, x, target, output):

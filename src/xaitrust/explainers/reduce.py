@@ -21,14 +21,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import XaitrustError
+from ..validation import check_finite
 
 REDUCTIONS = ("abs-sum", "input-sum", "sum", "max-abs")
 NORMALIZATIONS = ("min-max", "max-abs")
-
-
-def _check_finite(tensor: torch.Tensor, what: str) -> None:
-    if not torch.isfinite(tensor).all():
-        raise XaitrustError(f"{what} contain NaN or infinite values; check the explainer's output before reducing")
 
 
 def reduce_attributions(attributions: torch.Tensor, reduction: str, inputs: torch.Tensor | None = None) -> torch.Tensor:
@@ -37,7 +33,7 @@ def reduce_attributions(attributions: torch.Tensor, reduction: str, inputs: torc
         raise XaitrustError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
     if not isinstance(attributions, torch.Tensor) or attributions.ndim != 4:
         raise XaitrustError(f"attributions must be a tensor (B, C, H, W); got {getattr(attributions, 'shape', type(attributions))}")
-    _check_finite(attributions, "attributions")
+    check_finite(attributions, "attributions")
     if reduction == "abs-sum":
         return attributions.abs().sum(dim=1)
     if reduction == "sum":
@@ -59,7 +55,7 @@ def normalize_maps(maps: torch.Tensor, method: str = "min-max") -> torch.Tensor:
         raise XaitrustError(f"normalisation method must be one of {', '.join(NORMALIZATIONS)}; got {method!r}")
     if not isinstance(maps, torch.Tensor) or maps.ndim != 3 or not maps.dtype.is_floating_point:
         raise XaitrustError(f"maps must be a float tensor (B, H, W); got {getattr(maps, 'shape', type(maps))}")
-    _check_finite(maps, "maps")
+    check_finite(maps, "maps")
     flat = maps.flatten(1)
     if method == "min-max":
         low = flat.amin(dim=1, keepdim=True)

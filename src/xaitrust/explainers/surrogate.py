@@ -12,11 +12,18 @@ Coalitions are drawn from a generator seeded with ``seed`` for each number of gr
 of groups share coalitions and an image's map does not depend on the batch it is explained in. SLIC itself runs image
 by image on the CPU (scikit-image); an image on which it collapses into a few segments (noise, fine texture) is cut
 into a patch grid instead, and the explainer's ``segmentation(x).fallback`` says which images are.
+
+Too few coalitions. When ``n_samples`` coalitions cannot determine an image's groups (KernelSHAP: ``n_samples <=
+2 (F - 1)``, since its coalitions come in complementary pairs; LIME without ridge: ``n_samples <= F``), its
+least-squares system is rank deficient: many coefficient vectors fit the scores equally well and the solver returns
+the one of minimum norm, which spreads credit over groups the coalitions never told apart. The explainer warns once
+per call naming those images; the fix is more coalitions (``n_samples`` well above that count) or fewer groups.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -41,8 +48,10 @@ class SurrogateExplainer(Explainer):
     bool tensor ``(B,)``: True for the images whose superpixels fell back to the patch grid (always False for
     ``features="patches"``).
 
-    Subclasses implement ``draw(n_features, generator) -> (coalitions (M, n_features), weights (M,))`` and
-    ``fit(coalitions (B, M, F), scores (B, M), weights (B, M), present (B, F)) -> coefficients (B, F)``.
+    Subclasses implement ``draw(n_features, generator) -> (coalitions (M, n_features), weights (M,))``,
+    ``fit(coalitions (B, M, F), scores (B, M), weights (B, M), present (B, F)) -> (coefficients (B, F), rank_deficient
+    (B,))`` (``least_squares`` gives both) and ``samples_needed(n_features)``, the fewest ``n_samples`` that can
+    determine ``n_features`` groups, named by the warning about rank-deficient images (see the module notes).
     """
 
     def __init__(
@@ -86,7 +95,9 @@ class SurrogateExplainer(Explainer):
             model, x, CoalitionMasks(coalitions, segments), target, replacement=self.replacement, output=output,
             batch_size=self.batch_size, generator=self.generator(x.device),
         )
-        coefficients = self.fit(coalitions.double(), scores.double(), weights, present)
+        coefficients, rank_deficient = self.fit(coalitions.double(), scores.double(), weights, present)
+        if rank_deficient.any():
+            self.warn_rank_deficient(rank_deficient.cpu(), n_features.cpu())
         pixels = coefficients.to(x.dtype).gather(1, segments.flatten(1)).reshape(len(x), 1, *x.shape[2:])
         return pixels.expand(-1, x.shape[1], -1, -1)
 
@@ -106,10 +117,29 @@ class SurrogateExplainer(Explainer):
             weights[images, : len(drawn)] = drawn_weights
         return coalitions.to(n_features.device), weights.to(n_features.device)
 
+    def warn_rank_deficient(self, rank_deficient: torch.Tensor, n_features: torch.Tensor) -> None:
+        """One warning naming the images (bool ``rank_deficient`` ``(B,)``) whose coefficients are a minimum-norm
+        solution, with their group counts ``n_features`` ``(B,)`` and the ``n_samples`` that would determine them."""
+        images = rank_deficient.nonzero().flatten().tolist()
+        groups = int(n_features[rank_deficient].max())
+        shown = ", ".join(map(str, images[:10])) + (", ..." if len(images) > 10 else "")
+        warnings.warn(
+            f"{self.name}: {len(images)} of {len(rank_deficient)} images (batch positions {shown}; up to {groups} "
+            f"feature groups) have more groups than n_samples={self.n_samples} coalitions can determine; their "
+            "least-squares system is rank deficient and their coefficients are the minimum-norm solution, one of many "
+            f"that fit equally well. Raise n_samples above {self.samples_needed(groups) - 1} (or use fewer groups: "
+            "n_segments, patch_size).",
+            UserWarning,
+            stacklevel=4,
+        )
+
     def draw(self, n_features: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def fit(self, coalitions, scores, weights, present) -> torch.Tensor:
+    def fit(self, coalitions, scores, weights, present) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def samples_needed(self, n_features: int) -> int:
         raise NotImplementedError
 
 
@@ -170,16 +200,25 @@ class KernelShap(SurrogateExplainer):
         bottom = torch.cat([ones, torch.zeros_like(ones[:, :1])], dim=1).unsqueeze(1)
         system = torch.cat([top, bottom], dim=1)
         rhs = torch.cat([moment, full.unsqueeze(-1) - empty], dim=1).unsqueeze(-1)
-        return least_squares(system, rhs)[:, :-1, 0]
+        solution, rank_deficient = least_squares(system, rhs)
+        return solution[:, :-1, 0], rank_deficient
+
+    def samples_needed(self, n_features):
+        """``2 (F - 1) + 1``: a complementary pair ``z, 1 - z`` fixes one direction of the coefficients beyond the
+        efficiency constraint's, so ``F - 1`` distinct pairs are needed."""
+        return 2 * (n_features - 1) + 1
 
 
-def least_squares(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def least_squares(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The minimum-norm least-squares solutions of the batched systems ``a x = b``, solved on the CPU (LAPACK's
     ``gelsd``, an SVD, which handles rank-deficient systems: fewer coalitions than groups, ``ridge = 0``; CUDA's only
-    driver assumes full rank) and returned on ``a``'s device. The systems are small, ``(F + 1) x (F + 1)``. Not
-    ``gelsy``: torch's call of it starts the column pivoting from uninitialised memory, so identical systems got
-    different solutions (up to 0.378 apart on a rank-deficient batch)."""
-    return torch.linalg.lstsq(a.cpu(), b.cpu(), driver="gelsd").solution.to(a.device)
+    driver assumes full rank) and returned on ``a``'s device, with a bool ``(B,)``: True where the system's numerical
+    rank (singular values above gelsd's default cut-off) is below its size, so that its solution is one of many. The
+    systems are small, ``(F + 1) x (F + 1)``. Not ``gelsy``: torch's call of it starts the column pivoting from
+    uninitialised memory, so identical systems got different solutions (up to 0.378 apart on a rank-deficient
+    batch)."""
+    result = torch.linalg.lstsq(a.cpu(), b.cpu(), driver="gelsd")
+    return result.solution.to(a.device), (result.rank < a.shape[-1]).to(a.device)
 
 
 @register
@@ -230,4 +269,10 @@ class Lime(SurrogateExplainer):
         targets = scores - (weights * scores).sum(dim=1, keepdim=True) / total
         gram, moment = normal_equations(centred, targets, weights, present)
         gram = gram + self.ridge * torch.diag_embed(present.to(gram.dtype))
-        return least_squares(gram, moment.unsqueeze(-1))[..., 0]
+        solution, rank_deficient = least_squares(gram, moment.unsqueeze(-1))
+        return solution[..., 0], rank_deficient
+
+    def samples_needed(self, n_features):
+        """``F + 1``: centring on the weighted means takes one degree of freedom from the coalitions (only ever
+        reached with ``ridge = 0``; a positive ridge makes every system full rank)."""
+        return n_features + 1

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 
 from ..explainers.reduce import normalize_maps
-from ._validation import check_maps, warn_constant_maps
+from ..validation import check_maps
+from ._validation import warn_constant_maps
 from .binarize import otsu_masks
 
 

@@ -24,7 +24,8 @@ import torch
 
 from ..errors import XaitrustError
 from ..perturb.orders import ranks_from_maps
-from ._validation import check_images, check_maps, warn_constant_maps
+from ..validation import check_images, check_maps
+from ._validation import warn_constant_maps
 from .curves import ranked_curves
 
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import XaitrustError
-from ._validation import check_finite, warn_constant_maps
+from ..validation import check_finite
+from ._validation import warn_constant_maps
 from .distances import MapDistance, get_distance
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import XaitrustError
 from ..explainers.reduce import normalize_maps
-from ._validation import check_maps
+from ..validation import check_maps
 from .binarize import otsu_masks
 from .correlation import average_ranks, standardize_rows
 from .ssim import ssim

@@ -148,7 +148,8 @@ def random_superpixel_deletion(
     flagged in the result's ``fallback``). ``segments`` (integer ids ``(B, H, W)``) replace them when given. The
     curve's x-axis is the fraction of superpixels removed (``round(f * n_b)`` of image ``b``'s ``n_b`` superpixels);
     curves are normalised by the clean score. It does not depend on any map, so one baseline serves every explanation
-    method.
+    method. Each image's orders are drawn from ``seed`` and its pixels (``xaitrust.perturb.orders``), so its baseline
+    does not depend on the batch it comes in.
     """
     check_images(x)
     if segments is None:
@@ -159,7 +160,7 @@ def random_superpixel_deletion(
     else:
         segments = check_segments(segments, x)
         fallback = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    ranks, n_segments = random_segment_ranks(segments.to(x.device), n_orders, seed)
+    ranks, n_segments = random_segment_ranks(segments.to(x.device), n_orders, seed, seed_from=x)
     target = check_target(target, len(x), getattr(model, "num_classes", None), device=x.device)
     replacement = seeded_replacement(x, replacement, seed)
     if isinstance(replacement, torch.Tensor) and replacement.ndim == 4 and len(replacement) == len(x) > 1:

@@ -24,7 +24,8 @@ from scipy import stats
 from ..errors import XaitrustError
 from ..perturb.orders import check_fractions, ranks_from_maps
 from ..perturb.replacement import seeded_replacement
-from ._validation import check_images, check_maps, warn_constant_maps
+from ..validation import check_images, check_maps
+from ._validation import warn_constant_maps
 from .curves import PerturbationCurves, curve_area, ranked_curves
 
 FPA_FRACTIONS = tuple(round(0.05 * k, 2) for k in range(20))

@@ -26,19 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import XaitrustError
-from ._validation import check_maps, warn_constant_maps
+from ..validation import check_maps, check_masks
+from ._validation import warn_constant_maps
 from .correlation import spearman
 
 
 def _check_masks(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     maps = check_maps(maps)
-    if not isinstance(masks, torch.Tensor):
-        raise XaitrustError(f"masks must be a tensor (N, H, W); got {type(masks).__name__}")
-    if masks.ndim == 4 and masks.shape[1] == 1:
-        masks = masks[:, 0]
-    if tuple(masks.shape) != tuple(maps.shape):
-        raise XaitrustError(f"masks must have the maps' shape {tuple(maps.shape)}; got {tuple(masks.shape)}")
-    return maps, masks.to(maps.device)
+    return maps, check_masks(masks, maps.shape).to(maps.device)
 
 
 def _undefined_for_empty_masks(scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from ..perturb.engine import masked_scores
 from ..perturb.orders import random_permutations
 from ..perturb.replacement import seeded_replacement
 from ..perturb.segments import patches
-from ._validation import check_attributions, check_images
+from ..validation import check_attributions, check_images
 from .correlation import pearson
 
 

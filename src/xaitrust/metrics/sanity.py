@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import XaitrustError
-from ..outputs import check_output, check_target
+from ..outputs import check_output
 from ..perturb.engine import model_device
 from ..training.degrade import parameterized_layers, reinitialize_layers
+from ..validation import check_images, check_target
 from ._explain import explain_maps
-from ._validation import check_images, warn_constant_maps
+from ._validation import warn_constant_maps
 from .correlation import spearman
 from .distances import check_map_pair
 from .stability import map_ssim

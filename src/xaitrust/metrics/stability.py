@@ -19,15 +19,19 @@ normalised first (Calibrate-to-Interpret compares calibrated and uncalibrated mo
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 from ..errors import XaitrustError
 from ..explainers.reduce import normalize_maps
-from ..outputs import check_output, check_target
+from ..outputs import check_output
 from ..perturb.engine import model_device
 from ..seeding import image_seed
+from ..validation import check_count, check_images, check_target, outside_unit_range_allowed
 from ._explain import explain_maps
-from ._validation import check_images, warn_constant_maps
+from ._validation import warn_constant_maps
 from .distances import check_map_pair
 from .ssim import ssim
 
@@ -76,14 +80,17 @@ def local_lipschitz(
     check_output(output)
     x = check_images(x).to(model_device(model))
     target = check_target(target, len(x), getattr(model, "num_classes", None), device=x.device)
-    if n_neighbours < 1 or radius <= 0:
-        raise XaitrustError(f"need n_neighbours >= 1 and radius > 0; got {n_neighbours} and {radius}")
+    n_neighbours = check_count(n_neighbours, "n_neighbours")
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not 0 < radius < math.inf:
+        raise XaitrustError(f"radius must be a positive finite number; got {radius!r}")
     neighbours = sample_in_ball(x, n_neighbours, radius, seed)
     if clip:
         neighbours = neighbours.clamp(0, 1)
     inputs = torch.cat([x, neighbours.flatten(0, 1)])
     targets = torch.cat([target, target.repeat_interleave(n_neighbours)])
-    explanations = explain_maps(explainer, model, inputs, targets, output=output, reduction=reduction, batch_size=batch_size)
+    with outside_unit_range_allowed():  # unclipped neighbours of black or white pixels leave [0, 1]
+        explanations = explain_maps(explainer, model, inputs, targets, output=output, reduction=reduction,
+                                    batch_size=batch_size)
     flat = explanations.flatten(1)
     if normalize:
         warn_constant_maps(flat.unsqueeze(1), "their min-max normalisation is all zeros")

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import XaitrustError
 from ..sources import is_file_reference, split_file_reference
+from ..validation import check_finite_model
 from .base import ImageClassifier
 from .registry import _MODELS, build_model
 from .user import WrappedModel, load_weights
@@ -172,4 +173,6 @@ class ModelSource:
             if not isinstance(model, WrappedModel):
                 raise XaitrustError(f"cam_layer applies to your own models; {self.model} names its CAM layer itself")
             model.set_cam_layer(self.cam_layer)
+        check_finite_model(model, f"weights file {self.weights}" if self.weights
+                           else f"model {self.label if kind == 'object' else self.model}")
         return model.eval()

@@ -20,7 +20,8 @@ import torch
 from ..chunks import pair_chunks
 from ..errors import XaitrustError
 from ..model_mode import evaluation_mode
-from ..outputs import check_output, check_target, target_scores
+from ..outputs import check_output, target_scores
+from ..validation import check_images, check_target
 from .batching import auto_batch_size
 from .replacement import make_replacement
 
@@ -122,7 +123,7 @@ def masked_scores(
     called with the number of masked images finished after each chunk.
     """
     check_output(output)
-    _check_images(x)
+    check_images(x)
     target = check_target(target, len(x), getattr(model, "num_classes", None), device=model_device(model))
     return _masked_map(
         model, x, masks, lambda logits, image_index: target_scores(logits, target[image_index], output),
@@ -142,16 +143,11 @@ def masked_logits(
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """All logits for every (image, mask) pair: ``(B, M, K)``; same chunked loop as ``masked_scores``."""
-    _check_images(x)
+    check_images(x)
     return _masked_map(
         model, x, masks, lambda logits, image_index: logits,
         replacement=replacement, mean=mean, batch_size=batch_size, generator=generator, progress=progress,
     )
-
-
-def _check_images(x) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.dtype.is_floating_point:
-        raise XaitrustError(f"x must be a float tensor (B, C, H, W); got {getattr(x, 'shape', type(x))}")
 
 
 def _masked_map(model, x, masks, reduce, *, replacement, mean, batch_size, generator, progress) -> torch.Tensor:
@@ -206,7 +202,7 @@ def masked_images(
     Built by the same chunk loop as ``masked_scores`` (masks made ``batch_size`` pairs at a time) for the users that
     need the images rather than scores, e.g. ROAR/KAR, which retrain on masked copies of a whole dataset.
     """
-    _check_images(x)
+    check_images(x)
     masks = TensorMasks(masks) if isinstance(masks, torch.Tensor) else masks
     base = make_replacement(x, replacement, mean=mean, generator=generator)
     parts = [inputs for _, _, inputs in _masked_chunks(x, masks, base, batch_size)]

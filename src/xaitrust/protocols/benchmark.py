@@ -128,6 +128,7 @@ SPEC = ProtocolSpec(
     },
     validate=validate,
     mixed_types=("removal_value",),
+    positive=("n_superpixels", "n_orders", "lipschitz_images", "lipschitz_neighbours", "lipschitz_radius"),
 )
 
 

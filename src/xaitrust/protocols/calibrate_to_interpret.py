@@ -84,6 +84,7 @@ SPEC = ProtocolSpec(
     choices={**BENCHMARK_SPEC.choices, "calibrators": ("temperature", "dirichlet")},
     validate=BENCHMARK_SPEC.validate,
     mixed_types=BENCHMARK_SPEC.mixed_types,
+    positive=(*BENCHMARK_SPEC.positive, "sweep_factors", "sweep_images"),
 )
 
 

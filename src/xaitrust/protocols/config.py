@@ -1,14 +1,17 @@
 """Protocol configurations: per-profile defaults, a user's TOML on top, validated key by key.
 
 A protocol declares its defaults for the three profiles (``smoke``: tiny data, one epoch, a minute; ``quick``:
-meaningful numbers in under ten minutes on 2 CPU cores; ``paper``: the papers' parameters, DESIGN.md) and, for keys with
-a closed set of values, the allowed values. A user's file may set any declared key (and ``profile``); an unknown key, a
-wrong type or a value outside its allowed set is an error that names the key and what is allowed.
+meaningful numbers in under ten minutes on 2 CPU cores; ``paper``: the papers' parameters, DESIGN.md), for keys with
+a closed set of values the allowed values, and which numbers must be positive (counts, radii, learning rates),
+non-negative (sizes where 0 means "all", weight decay) or fractions in [0, 1] (probabilities, levels). A user's file may
+set any declared key (and ``profile``); an unknown key, a wrong type, a value outside its allowed set or its range is
+an error that names the key and what is allowed, before any data is loaded.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +26,24 @@ from ..errors import XaitrustError
 
 PROFILES = ("smoke", "quick", "paper")
 
+#: Number keys that mean the same in every protocol that has them, so their range is declared once here: the training
+#: recipe, batch sizes, explained images, calibration images and deletion steps are positive, data subset sizes
+#: non-negative (0: all), and muFidelity correlates over at least 2 subsets.
+SHARED_POSITIVE = (
+    "lr", "batch_size", "epochs", "explainer_batch_size", "n_images", "calibration_size", "deletion_steps",
+)
+SHARED_NON_NEGATIVE = ("train_size", "test_size")
+SHARED_AT_LEAST = {"mu_fidelity_subsets": 2}
+
 
 @dataclass(frozen=True)
 class ProtocolSpec:
     """What a protocol is: its name, a one-line description, its defaults per profile, allowed values per key, and
     an optional ``validate(config)`` for checks that span values (raises ``XaitrustError`` naming the key).
     ``mixed_types`` lists keys that may take values of several types (e.g. a name or a number): their type is left
-    to ``validate``, not checked against the default's."""
+    to ``validate``, not checked against the default's. ``positive``, ``non_negative`` and ``fractions`` list the
+    number keys (a number, or a list of numbers checked one by one) that must be > 0, >= 0 or in [0, 1];
+    ``at_least`` maps keys to a smallest value (e.g. 2 folds), besides the shared keys (``SHARED_POSITIVE``, ...)."""
 
     name: str
     description: str
@@ -37,6 +51,10 @@ class ProtocolSpec:
     choices: dict[str, tuple] = field(default_factory=dict)
     validate: Callable[[dict], None] | None = None
     mixed_types: tuple[str, ...] = ()
+    positive: tuple[str, ...] = ()
+    non_negative: tuple[str, ...] = ()
+    fractions: tuple[str, ...] = ()
+    at_least: dict[str, float] = field(default_factory=dict)
 
 
 def read_toml(path: str | Path) -> dict:
@@ -61,9 +79,8 @@ def read_toml(path: str | Path) -> dict:
 
 
 def _type_name(value) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
-        type(value), type(value).__name__
-    )
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table (key = value pairs)"}.get(type(value), type(value).__name__)
 
 
 def _check_value(key: str, value, default, choices: tuple | None):
@@ -81,6 +98,34 @@ def _check_value(key: str, value, default, choices: tuple | None):
                 f"config key {key!r} has value(s) {', '.join(map(repr, bad))}; allowed: {', '.join(map(str, choices))}"
             )
     return value
+
+
+def _bounds(spec: ProtocolSpec, config: dict) -> dict[str, tuple[float, bool, float]]:
+    """``{key: (low, low allowed, high)}`` of every number key of ``config`` whose range ``spec`` or the shared
+    declarations (``SHARED_POSITIVE``, ...) give."""
+    bounds = {}
+    for key in SHARED_POSITIVE + spec.positive:
+        bounds[key] = (0, False, math.inf)
+    for key in SHARED_NON_NEGATIVE + spec.non_negative:
+        bounds[key] = (0, True, math.inf)
+    for key in spec.fractions:
+        bounds[key] = (0, True, 1)
+    for key, low in {**SHARED_AT_LEAST, **spec.at_least}.items():
+        bounds[key] = (low, True, math.inf)
+    return {key: bound for key, bound in bounds.items() if key in config}
+
+
+def _check_ranges(spec: ProtocolSpec, config: dict) -> None:
+    """Every value of the keys whose range is declared (each entry of a list) is a finite number in its range, else
+    an error naming the key."""
+    for key, (low, closed, high) in _bounds(spec, config).items():
+        value = config[key]
+        values = value if isinstance(value, list) else [value]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if not numbers or not all((v >= low if closed else v > low) and v <= high for v in values):
+            what = "a list of finite numbers, each" if isinstance(value, list) else "a finite number"
+            bound = f"in [{low:g}, {high:g}]" if high < math.inf else f"{'>=' if closed else '>'} {low:g}"
+            raise XaitrustError(f"config key {key!r} must be {what} {bound}; got {value!r}")
 
 
 def resolve_config(spec: ProtocolSpec, profile: str | None = None, user: dict | None = None) -> dict:
@@ -105,6 +150,7 @@ def resolve_config(spec: ProtocolSpec, profile: str | None = None, user: dict | 
     for key, value in config.items():
         if key in spec.choices:
             _check_value(key, value, value, spec.choices[key])
+    _check_ranges(spec, config)
     if spec.validate is not None:
         spec.validate(config)
     return {"protocol": spec.name, "profile": profile, **config}

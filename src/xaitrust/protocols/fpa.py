@@ -174,6 +174,9 @@ SPEC = ProtocolSpec(
     },
     validate=validate,
     mixed_types=("removal_value",),
+    positive=("milestones", "fpa_s_max", "ig_steps", "sg_samples"),
+    non_negative=("momentum", "weight_decay", "sg_sigma"),
+    fractions=("fpa_p", "fpa_p1_max", "fpa_p2", "erasing_p"),
 )
 
 

@@ -89,6 +89,7 @@ from ..training import randomize_weights, shuffle_labels, train_k_fold
 from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
 from .common import (
     check_architecture,
+    check_explainer_lists,
     check_explainers,
     config_device,
     explain_cached,
@@ -144,6 +145,18 @@ _PAPER = {
     "histogram_bins": 30,
 }
 
+
+def validate(config: dict) -> None:
+    """Checks beyond the declared ranges: ``model`` names an architecture (the folds are trained here), the explainers
+    and their parameters (``check_explainer_lists``: listed or not), and ``mu_fidelity_fraction`` leaves some features
+    out of each subset."""
+    check_architecture(config)
+    check_explainer_lists(config)
+    if not 0 < config["mu_fidelity_fraction"] < 1:
+        raise XaitrustError(f"config key 'mu_fidelity_fraction' must lie in (0, 1): the share of features removed in "
+                            f"each muFidelity subset; got {config['mu_fidelity_fraction']!r}")
+
+
 SPEC = ProtocolSpec(
     name="mege-reco",
     description="MeGe, ReCo, ReCo_AUC and muFidelity of explanations from k-fold cross-trained models, with the "
@@ -177,7 +190,10 @@ SPEC = ProtocolSpec(
         "noise_unit": RANDOMIZATION_UNITS,
         "noise_layers": tuple(NOISE_LAYERS),
     },
-    validate=check_architecture,
+    validate=validate,
+    positive=("n_samples", "noise_std", "histogram_bins"),
+    fractions=("noise_levels", "shuffle_levels"),
+    at_least={"k": 2},
 )
 
 

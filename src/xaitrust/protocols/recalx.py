@@ -38,6 +38,7 @@ from ..report.html import Section, write_report
 from .common import (
     RECIPE_DEFAULTS,
     TRAINED_MODEL_DEFAULTS,
+    check_explainer_lists,
     check_model_source,
     explain_cached,
     images_to_explain,
@@ -73,6 +74,14 @@ _COMMON = {
     "explainer_batch_size": 32,
 }
 
+
+def validate(config: dict) -> None:
+    """Checks across keys: the model keys (``check_model_source``) and the explainers with their parameters, listed
+    or not (``check_explainer_lists``)."""
+    check_model_source(config)
+    check_explainer_lists(config)
+
+
 SPEC = ProtocolSpec(
     name="recalx",
     description="Calibration error vs perturbation level before/after ReCalX; KernelSHAP and LIME localisation.",
@@ -91,7 +100,9 @@ SPEC = ProtocolSpec(
         "output": ("logit", "probability", "log-probability"),
         "reduction": ("sum", "abs-sum"),
     },
-    validate=check_model_source,
+    validate=validate,
+    positive=("n_bins", "samples_per_bin", "samples_per_level"),
+    fractions=("levels",),
 )
 
 

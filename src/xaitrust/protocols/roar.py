@@ -135,10 +135,12 @@ SPEC = ProtocolSpec(
 
 
 def pixel_ranks(run: RunFolder, method: str, model, data: ImageDataset, config: dict) -> torch.Tensor:
-    """Ranks ``(N, 1, H, W)`` of ``data``'s pixels, most important first (``"random"``: a random order per image)."""
+    """Ranks ``(N, 1, H, W)`` of ``data``'s pixels, most important first (``"random"``: a random order per image,
+    drawn from the seed and the image's pixels; a method's random tie breaks from the tie-break seed and its map, so
+    an image's ranking does not depend on the rest of the data set)."""
     seed = config["seed"] + SPLIT_SEEDS[data.split]
     if method == "random":  # the "random" order ignores the map's values
-        return ranks_from_maps(torch.zeros(len(data), *data.image_size), "random", seed=seed)
+        return ranks_from_maps(torch.zeros(len(data), *data.image_size), "random", seed=seed, seed_from=data.x)
     target = data.y if config["target"] == "label" else predictions(model, data.x).argmax(dim=1)
     attributions = explain_cached(
         run, f"{data.split}/{method}", method, config["explainer_params"].get(method, {}), model, data.x, target,
