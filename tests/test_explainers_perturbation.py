@@ -84,7 +84,8 @@ def patch_share(attribution):
 
 @pytest.fixture(autouse=True)
 def _fixed_chunk_size(monkeypatch):
-    """Skip the engine's per-model chunk-size probe (timed forward passes): it only costs time here."""
+    """Skip the engine's per-model chunk-size probe (a forward pass with hooks on every layer): one chunk size for
+    every model of these tests."""
     monkeypatch.setattr("xaitrust.perturb.engine.auto_batch_size", lambda *args, **kwargs: 256)
 
 

@@ -13,11 +13,12 @@ of groups share coalitions and an image's map does not depend on the batch it is
 by image on the CPU (scikit-image); an image on which it collapses into a few segments (noise, fine texture) is cut
 into a patch grid instead, and the explainer's ``segmentation(x).fallback`` says which images are.
 
-Too few coalitions. When ``n_samples`` coalitions cannot determine an image's groups (KernelSHAP: ``n_samples <=
-2 (F - 1)``, since its coalitions come in complementary pairs; LIME without ridge: ``n_samples <= F``), its
-least-squares system is rank deficient: many coefficient vectors fit the scores equally well and the solver returns
-the one of minimum norm, which spreads credit over groups the coalitions never told apart. The explainer warns once
-per call naming those images; the fix is more coalitions (``n_samples`` well above that count) or fewer groups.
+Too few coalitions. When the coalitions cannot determine an image's ``F`` groups, its least-squares system is rank
+deficient: many coefficient vectors fit the scores equally well and the solver returns the one of minimum norm, which
+spreads credit over groups the coalitions never told apart. That is certain below ``samples_needed(F)`` coalitions
+(KernelSHAP: ``2 (F - 1)``, as its coalitions come in complementary pairs; LIME without ridge: ``F + 1``) and can
+happen just above it, where random coalitions repeat or depend on each other. The explainer warns once per call
+naming those images; the fix is more coalitions (``n_samples`` well above that count) or fewer groups.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ class SurrogateExplainer(Explainer):
             f"{self.name}: {len(images)} of {len(rank_deficient)} images (batch positions {shown}; up to {groups} "
             f"feature groups) have more groups than n_samples={self.n_samples} coalitions can determine; their "
             "least-squares system is rank deficient and their coefficients are the minimum-norm solution, one of many "
-            f"that fit equally well. Raise n_samples above {self.samples_needed(groups) - 1} (or use fewer groups: "
-            "n_segments, patch_size).",
+            f"that fit equally well. Raise n_samples well above {self.samples_needed(groups)}, the fewest coalitions "
+            f"that can determine {groups} groups (or use fewer groups: n_segments, patch_size).",
             UserWarning,
             stacklevel=4,
         )
@@ -204,9 +205,9 @@ class KernelShap(SurrogateExplainer):
         return solution[:, :-1, 0], rank_deficient
 
     def samples_needed(self, n_features):
-        """``2 (F - 1) + 1``: a complementary pair ``z, 1 - z`` fixes one direction of the coefficients beyond the
-        efficiency constraint's, so ``F - 1`` distinct pairs are needed."""
-        return 2 * (n_features - 1) + 1
+        """``2 (F - 1)``: a complementary pair ``z, 1 - z`` fixes one direction of the coefficients beyond the
+        efficiency constraint's, so ``F - 1`` independent pairs are the fewest that fix all ``F``."""
+        return 2 * (n_features - 1)
 
 
 def least_squares(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,6 +274,6 @@ class Lime(SurrogateExplainer):
         return solution[..., 0], rank_deficient
 
     def samples_needed(self, n_features):
-        """``F + 1``: centring on the weighted means takes one degree of freedom from the coalitions (only ever
-        reached with ``ridge = 0``; a positive ridge makes every system full rank)."""
+        """``F + 1``: centring on the weighted means takes one degree of freedom from the coalitions (only binding
+        with ``ridge = 0``; a positive ridge makes every system full rank)."""
         return n_features + 1
