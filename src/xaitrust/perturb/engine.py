@@ -1,4 +1,4 @@
-"""The one hot loop of xaitrust (DESIGN.md): ``model(x * keep + replacement * (1 - keep))`` for many masks per image.
+"""The one hot loop of xaitrust: ``model(x * keep + replacement * (1 - keep))`` for many masks per image.
 
 Deletion, insertion, MIF/LIF, the random-superpixel baseline, muFidelity, ROAR/KAR masking, RISE, occlusion,
 LIME/KernelSHAP and ReCalX fitting all evaluate masked copies of their images through ``masked_scores``. It walks the

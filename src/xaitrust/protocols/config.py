@@ -1,7 +1,7 @@
 """Protocol configurations: per-profile defaults, a user's TOML on top, validated key by key.
 
 A protocol declares its defaults for the three profiles (``smoke``: tiny data, one epoch, a minute; ``quick``:
-meaningful numbers in under ten minutes on 2 CPU cores; ``paper``: the papers' parameters, DESIGN.md), for keys with
+meaningful numbers in under ten minutes on 2 CPU cores; ``paper``: the papers' parameters), for keys with
 a closed set of values the allowed values, and which numbers must be positive (counts, radii, learning rates),
 non-negative (sizes where 0 means "all", weight decay) or fractions in [0, 1] (probabilities, levels). A user's file may
 set any declared key (and ``profile``); an unknown key, a wrong type, a value outside its allowed set or its range is
