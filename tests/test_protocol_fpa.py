@@ -13,13 +13,14 @@ import torch
 
 from xaitrust.data import ImageDataset
 from xaitrust.errors import XaitrustError
+from xaitrust.explainers import get_explainer
 from xaitrust.explainers.reduce import reduce_attributions
 from xaitrust.protocols import PROFILES, RunFolder, run_protocol
 from xaitrust.protocols.common import load_splits
 from xaitrust.protocols.config import resolve_config
 from xaitrust.protocols.fpa import (
-    ESTIMATORS, SPEC, augmentation, estimator_maps, findings, group_order, mean_ci, peak_text, regime_curves,
-    regime_recipe, removal_fill, removal_value,
+    ESTIMATORS, SPEC, augmentation, estimator_maps, explainer_params, findings, group_order, mean_ci, peak_text,
+    reference_point, regime_curves, regime_recipe, removal_fill, removal_value,
 )
 from xaitrust.protocols.results import RESULT_COLUMNS
 from xaitrust.testing.oracles import LinearModel
@@ -75,13 +76,40 @@ def test_estimators_follow_the_paper():
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 4, 4, generator=generator)
     gradient = torch.randn(2, 3, 4, 4, generator=generator)
-    assert torch.equal(estimator_maps(gradient, x, ESTIMATORS["VG_abs"]), gradient.abs().sum(dim=1))
-    assert torch.allclose(estimator_maps(gradient, x, ESTIMATORS["VG'_sum"]),
+    black = torch.zeros(1, 3, 1, 1)
+    assert torch.equal(estimator_maps(gradient, x, ESTIMATORS["VG_abs"], black), gradient.abs().sum(dim=1))
+    assert torch.allclose(estimator_maps(gradient, x, ESTIMATORS["VG'_sum"], black),
                           reduce_attributions(gradient, "input-sum", inputs=x))
-    assert torch.allclose(estimator_maps(gradient, x, ESTIMATORS["SG'_abs"]), (gradient * x).abs().sum(dim=1))
+    assert torch.allclose(estimator_maps(gradient, x, ESTIMATORS["SG'_abs"], black), (gradient * x).abs().sum(dim=1))
+    grey = torch.full((1, 3, 1, 1), 0.4)
+    assert torch.allclose(estimator_maps(gradient, x, ESTIMATORS["VG'_sum"], grey), (gradient * (x - 0.4)).sum(dim=1))
     assert {name for name, e in ESTIMATORS.items() if e.kind == "signed"} == {"IG_sum", "VG'_sum", "SG'_sum"}
     config = resolve_config(SPEC, "paper")
     assert [augmentation(config, regime) for regime in config["regimes"]] == ["flip", "flip+fpa", "flip+erasing"]
+
+
+@pytest.mark.parametrize("reference, complete", [("removal", True), ("black", False)])
+def test_signed_maps_add_up_to_the_change_removal_makes_only_from_the_removal_value(reference, complete):
+    # "VG' gives the correct sign in the linear case": for s(x) = w.x + b, removing every pixel (setting it to the
+    # removal value r) changes the score by w.(x - r). VG'_sum and IG_sum add up to that change when they are measured
+    # from r, the default; from black they do not.
+    generator = torch.Generator().manual_seed(2)
+    weight = torch.randn(1, 3, 5, 5, generator=generator)
+    model = LinearModel(weight)
+    x = torch.rand(4, 3, 5, 5, generator=generator)
+    fill = (0.3, 0.5, 0.6)
+    removed = torch.tensor(fill).reshape(1, 3, 1, 1).expand_as(x)
+    target = torch.zeros(4, dtype=torch.long)
+    change = (model(x) - model(removed))[:, 0]
+    config = resolve_config(SPEC, "smoke", {"reference": reference})
+    point = reference_point(config, fill)
+    gradient = weight.expand_as(x)
+    ig = get_explainer("integrated-gradients", **explainer_params(config, "integrated-gradients", point))
+    maps = {"VG'_sum": estimator_maps(gradient, x, ESTIMATORS["VG'_sum"], point),
+            "IG_sum": estimator_maps(ig(model, x, target, "logit"), x, ESTIMATORS["IG_sum"], point)}
+    for name, map_ in maps.items():
+        assert torch.allclose(map_.sum(dim=(1, 2)), change, atol=1e-4) is complete, name
+    assert resolve_config(SPEC, "paper")["reference"] == "removal"
 
 
 def test_images_with_a_non_positive_clean_logit_are_left_out_of_the_summaries():

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from xaitrust.errors import XaitrustError
 from xaitrust.training import TrainConfig, augment_batch, feature_perturbation, horizontal_flip, random_erasing
-from xaitrust.training.augment import square_cover
+from xaitrust.training.augment import removed_share, square_cover
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -22,21 +22,30 @@ def _generator(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def fpa_zero_probability(p1_max, p2, s_max, height, width):
+def fpa_zero_probability(p1_max, p2, s_max, height, width, squares="every-pixel"):
     """Expected share of zeroed pixels in a perturbed batch of non-zero images, border effects included.
 
-    Pixel (i, j) stays when it is not dropped (E[1 - p1] = 1 - p1_max / 2) and no corner at offset (a, b) <= (i, j)
-    covers it; a corner there covers it with probability p2 * P(s > max(a, b)) = p2 * (s_max - max(a, b)) / s_max.
+    For a given p1, pixel (i, j) stays when it is not dropped (1 - p1) and no corner at offset (a, b) <= (i, j)
+    covers it; a corner there covers it with probability q * P(s > max(a, b)) = q * (s_max - max(a, b)) / s_max, with
+    q = p2 at every position ("every-pixel") or q = p1 * p2 at dropped pixels only ("selected", where the pixel's own
+    corner adds nothing). The share is averaged over p1 ~ U(0, p1_max) by the midpoint rule.
     """
-    kept = 0.0
-    for i in range(height):
-        for j in range(width):
-            product = 1.0
-            for a in range(min(i, s_max - 1) + 1):
-                for b in range(min(j, s_max - 1) + 1):
-                    product *= 1 - p2 * (s_max - max(a, b)) / s_max
-            kept += product
-    return 1 - (1 - p1_max / 2) * kept / (height * width)
+    grid = [(k + 0.5) / 400 * p1_max for k in range(400)]
+    total = 0.0
+    for p1 in grid:
+        q = p2 if squares == "every-pixel" else p1 * p2
+        kept = 0.0
+        for i in range(height):
+            for j in range(width):
+                product = 1.0
+                for a in range(min(i, s_max - 1) + 1):
+                    for b in range(min(j, s_max - 1) + 1):
+                        if squares == "selected" and a == b == 0:
+                            continue
+                        product *= 1 - q * (s_max - max(a, b)) / s_max
+                kept += product
+        total += 1 - (1 - p1) * kept / (height * width)
+    return total / len(grid)
 
 
 def test_flip_is_exact_mirror_and_chosen_with_probability_p():
@@ -69,24 +78,42 @@ def test_fpa_pixel_dropout_matches_expected_p1():
 
 def test_fpa_squares_alone_match_the_closed_form():
     x = torch.ones(32, 1, 20, 20)
-    shares = [1 - feature_perturbation(x, _generator(s), 1.0, 0.0, 0.05, 4).mean().item() for s in range(20)]
+    shares = [1 - feature_perturbation(x, _generator(s), 1.0, 0.0, 0.05, 4, squares="every-pixel").mean().item()
+              for s in range(20)]
     expected = fpa_zero_probability(0.0, 0.05, 4, 20, 20)
     assert abs(sum(shares) / len(shares) - expected) < 0.01
     assert expected > 0.25  # the check has teeth: squares cover far more than p2 alone
 
 
-def test_fpa_paper_defaults_match_the_closed_form_and_keep_channels_together():
+@pytest.mark.parametrize("squares", ["selected", "every-pixel"])
+def test_fpa_paper_defaults_match_the_closed_form_and_keep_channels_together(squares):
     x = torch.ones(4, 3, 12, 12)
     generator = _generator()
-    outputs = [feature_perturbation(x, generator, p=1.0) for _ in range(300)]
+    outputs = [feature_perturbation(x, generator, p=1.0, squares=squares) for _ in range(300)]
     share = sum(1 - out.mean().item() for out in outputs) / len(outputs)
-    assert abs(share - fpa_zero_probability(0.25, 0.1, 3, 12, 12)) < 0.02  # sd of the mean ~0.003
+    assert abs(share - fpa_zero_probability(0.25, 0.1, 3, 12, 12, squares)) < 0.02  # sd of the mean ~0.003
     assert all(bool((out == out[:, :1]).all()) for out in outputs)  # a pixel is zeroed in all its channels
+
+
+def test_fpa_squares_start_only_at_selected_pixels_by_default():
+    # The text: "with a probability of p^2 for each selected pixel, we create a non-informative square". Algorithm 1's
+    # literal loop removes about 2.5 times as many pixels with the small-image values.
+    selected = removed_share((4, 1, 28, 28), squares="selected", batches=1500)
+    every = removed_share((4, 1, 28, 28), squares="every-pixel", batches=1500)
+    assert abs(selected - fpa_zero_probability(0.25, 0.1, 3, 28, 28, "selected")) < 0.01
+    assert abs(every - fpa_zero_probability(0.25, 0.1, 3, 28, 28, "every-pixel")) < 0.02
+    assert every > 2 * selected
+    assert TrainConfig().fpa_squares == "selected"
+    x = torch.ones(16, 1, 28, 28)
+    assert torch.equal(feature_perturbation(x, _generator(3), p=1.0),
+                       feature_perturbation(x, _generator(3), p=1.0, squares="selected"))
+    with pytest.raises(XaitrustError, match="fpa_squares"):
+        TrainConfig(fpa_squares="everywhere")
 
 
 def test_fpa_square_sides_lie_between_one_and_s_max():
     x = torch.ones(200, 1, 40, 40)
-    out = feature_perturbation(x, _generator(), p=1.0, p1_max=0.0, p2=0.002, s_max=4)
+    out = feature_perturbation(x, _generator(), p=1.0, p1_max=0.0, p2=0.002, s_max=4, squares="every-pixel")
     sides = []
     for image in out[:, 0]:
         labels, count = ndimage.label(image == 0)

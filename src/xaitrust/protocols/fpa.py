@@ -4,14 +4,15 @@ perturbed images make the MIF/LIF evaluation of importance estimators more trust
 Steps (paper sections 3-4, appendices A-D):
 
 1. Train one model per training regime (``regimes``): no augmentation, FPA (Algorithm 1; small-image values
-   p = 0.5, p1_max = 0.25, p2 = 0.1, s_max = 3) and random erasing (Zhong et al. 2020, the paper's "Rectangle"
+   p = 0.5, p1_max = 0.25, p2 = 0.1, s_max = 3; squares where ``fpa_squares`` says, see below) and random erasing (Zhong et al. 2020, the paper's "Rectangle"
    baseline), both setting removed pixels to the removal value (below). Report each model's accuracy on the explained
    images (what the paper's section 4 reports: "evaluated on the same images that are used to obtain the perturbation
    curves") beside its accuracy on the test split.
 2. Explain the same ``n_images`` stratified test images on every model with the paper's estimators (``ESTIMATORS``):
-   vanilla gradient VG, Integrated Gradients IG (black baseline, 200 points, right Riemann sum as in appendix B),
+   vanilla gradient VG, Integrated Gradients IG (baseline at the reference point, 200 points, right Riemann sum as
+   in appendix B),
    SmoothGrad SG (15 samples), squared SmoothGrad SQ-SG and a random map. A prime (VG', SG') multiplies the raw
-   scores by the input; subscript ``sum`` sums the channels (signed estimators: IG_sum, VG'_sum, SG'_sum), ``abs``
+   scores by the input, measured from the reference point (below); subscript ``sum`` sums the channels (signed estimators: IG_sum, VG'_sum, SG'_sum), ``abs``
    sums their absolute values (unsigned). SQ-SG is non-negative, so SQ-SG_sum is unsigned. Gradients are those of the
    target's logit; the target is the class each model predicts (appendix B: "the predicted class c by the original
    model"), or the true label with ``target = "label"``.
@@ -41,9 +42,23 @@ z-scored with the training mean and std (Food101, appendix A): mid-grey or the t
 [0, 1] and every xaitrust model z-scores its input with the training images' per-channel mean and std, so the default
 ``"mean"`` (that per-channel mean) is the zero of the model's input, as for Food101. A number in [0, 1] sets that
 raw value instead: 0.5 is the zero of the paper's [-1, 1] scaling, 0 is black. Black is a poor choice for Fashion-MNIST: about half of its pixels are 0, so removing them changes nothing,
-and maps that are 0 on the background (IG with its black baseline, the primed estimators) get an inflated A. IG's
-baseline stays black (``ig_baseline``, appendix B: "x^0 is chosen to be a black image"), so it differs from the
-removal value, as in the paper.
+and maps that are 0 on the background (IG with a black baseline, estimators primed with the raw image) get an inflated
+A.
+
+One reference point (``reference``). The prime exists because "VG' gives the correct sign in the linear case"
+(section 3, appendix B): for a linear score ``w.x + b``, ``w * (x - r)`` says how the score moves when a pixel goes
+from ``x`` to ``r``, which is what MIF and LIF do when ``r`` is the removal value; IG is complete with respect to
+its baseline, ``sum IG = s(x) - s(x^0)``, so its map adds up to the change that removing every pixel makes only when
+``x^0`` is the removed image. In the paper the three coincide: inputs are multiplied in the network's own
+coordinates, whose zero is the removal value and, for CIFAR-10's [-1, 1] scaling, also its "black image" baseline
+(appendix B: "x^0 is chosen to be a black image"). Here images are in raw [0, 1] units, so by default
+(``reference = "removal"``) primed maps are ``attribution * (x - removal value)`` and IG's baseline is the removed
+image; ``reference = "black"`` multiplies by the raw image and starts IG from black, the earlier reading.
+
+Where FPA's squares start (``fpa_squares``): ``"selected"`` (default) follows the text, "with a probability of p^2
+for each selected pixel, we create a non-informative square", and the authors' code; ``"every-pixel"`` the literal
+loop of Algorithm 1, which removes about 2.5 times as many pixels (the report gives both shares, measured on the
+training images' shape; ``xaitrust.training.augment.removed_share``).
 
 Equal scores (IG and the primed estimators are exactly 0 on black pixels, about half of Fashion-MNIST) are removed in a
 random order drawn from ``seed`` (``ties = "random"``); ``"stable"`` removes them row by row.
@@ -65,7 +80,6 @@ import torch
 from scipy import stats
 
 from ..data import stratified_sample
-from ..explainers.integrated_gradients import NAMED_BASELINES
 from ..explainers.reduce import normalize_maps, reduce_attributions
 from ..metrics import area_between, mif_lif
 from ..metrics.curves import curve_area
@@ -74,7 +88,8 @@ from ..perturb.orders import TIES
 from ..report.figures import plot_curves
 from ..report.html import Section, write_report
 from ..training import TrainConfig
-from ..training.config import OPTIMIZERS, SCHEDULES
+from ..training.augment import removed_share
+from ..training.config import FPA_SQUARES, OPTIMIZERS, SCHEDULES
 from .common import (
     RECIPE_DEFAULTS,
     check_architecture,
@@ -119,6 +134,7 @@ ESTIMATORS = {
 }
 
 REGIMES = ("none", "fpa", "erasing")
+REFERENCES = ("removal", "black")
 
 _COMMON = {
     **RECIPE_DEFAULTS,
@@ -132,6 +148,7 @@ _COMMON = {
     "fpa_p1_max": 0.25,
     "fpa_p2": 0.1,
     "fpa_s_max": 3,
+    "fpa_squares": "selected",
     "erasing_p": 0.5,
     "removal_value": "mean",
     "ties": "random",
@@ -139,7 +156,7 @@ _COMMON = {
     "target": "predicted",
     "n_images": 128,
     "ig_steps": 200,
-    "ig_baseline": "black",
+    "reference": "removal",
     "sg_samples": 15,
     "sg_sigma": 0.15,
     "explainer_batch_size": 64,
@@ -168,7 +185,8 @@ SPEC = ProtocolSpec(
         "estimators": tuple(ESTIMATORS),
         "target": ("predicted", "label"),
         "ties": TIES,
-        "ig_baseline": tuple(NAMED_BASELINES),
+        "reference": REFERENCES,
+        "fpa_squares": FPA_SQUARES,
         "optimizer": OPTIMIZERS,
         "schedule": SCHEDULES,
     },
@@ -187,10 +205,17 @@ def augmentation(config: dict, regime: str) -> str:
     return "+".join(names) or "none"
 
 
-def explainer_params(config: dict, explainer: str) -> dict:
-    """Parameters of ``explainer`` from the config (paper appendix B)."""
+def reference_point(config: dict, fill: tuple[float, ...]) -> torch.Tensor:
+    """The reference point ``(1, C, 1, 1)`` in raw image units: the removal value ``fill`` for ``reference =
+    "removal"``, black (0) for ``"black"``; primed maps multiply by ``x - reference`` and IG starts from it."""
+    point = torch.tensor(fill, dtype=torch.float32).reshape(1, -1, 1, 1)
+    return point if config["reference"] == "removal" else torch.zeros_like(point)
+
+
+def explainer_params(config: dict, explainer: str, reference: torch.Tensor) -> dict:
+    """Parameters of ``explainer`` from the config (paper appendix B); IG's baseline is ``reference``."""
     if explainer == "integrated-gradients":
-        return {"steps": config["ig_steps"], "baseline": config["ig_baseline"], "rule": "riemann-right"}
+        return {"steps": config["ig_steps"], "baseline": reference, "rule": "riemann-right"}
     if explainer in ("smoothgrad", "smoothgrad-squared"):
         return {"samples": config["sg_samples"], "sigma": config["sg_sigma"], "seed": config["seed"]}
     if explainer == "random":
@@ -198,9 +223,12 @@ def explainer_params(config: dict, explainer: str) -> dict:
     return {}
 
 
-def estimator_maps(attributions: torch.Tensor, x: torch.Tensor, estimator: Estimator) -> torch.Tensor:
-    """Maps ``(N, H, W)`` of ``estimator`` from its explainer's raw attributions ``(N, C, H, W)``."""
-    return reduce_attributions(attributions * x if estimator.primed else attributions, estimator.reduction)
+def estimator_maps(attributions: torch.Tensor, x: torch.Tensor, estimator: Estimator,
+                   reference: torch.Tensor) -> torch.Tensor:
+    """Maps ``(N, H, W)`` of ``estimator`` from its explainer's raw attributions ``(N, C, H, W)``: a primed estimator
+    multiplies them by ``x - reference`` (``reference_point``) before the channel reduction."""
+    return reduce_attributions(attributions * (x - reference) if estimator.primed else attributions,
+                               estimator.reduction)
 
 
 def file_key(name: str) -> str:
@@ -215,15 +243,17 @@ def regime_curves(
     maps ``(N, H, W)`` on the model of ``regime`` and the clean logits ``(N,)`` that normalise the curves; attributions
     and curves are cached in the run folder."""
     replacement = torch.tensor(fill, dtype=x.dtype).reshape(1, -1, 1, 1)
+    reference = reference_point(config, fill)
     attributions = {
-        explainer: explain_cached(run, f"{explainer}/{regime}", explainer, explainer_params(config, explainer), model,
-                                  x, target, "logit", config["explainer_batch_size"])
+        explainer: explain_cached(run, f"{explainer}/{regime}", explainer,
+                                  explainer_params(config, explainer, reference), model, x, target, "logit",
+                                  config["explainer_batch_size"])
         for explainer in dict.fromkeys(ESTIMATORS[name].explainer for name in config["estimators"])
     }
     clean = predictions(model, x).gather(1, target[:, None].to(torch.long))[:, 0]
     results = {}
     for name in config["estimators"]:
-        maps = estimator_maps(attributions[ESTIMATORS[name].explainer], x, ESTIMATORS[name])
+        maps = estimator_maps(attributions[ESTIMATORS[name].explainer], x, ESTIMATORS[name], reference)
 
         def compute(maps=maps):
             curves = mif_lif(model, x, maps, target, FPA_FRACTIONS, replacement=replacement, output="logit",
@@ -434,17 +464,34 @@ def regime_recipe(config: dict, regime: str, fill: tuple[float, ...]) -> TrainCo
     """The training recipe of ``regime``: the config's optimiser, schedule and augmentation parameters, FPA and
     random erasing setting removed pixels to ``fill`` (one raw value per channel, see ``removal_fill``)."""
     recipe = {key: config[key] for key in ("momentum", "weight_decay", "schedule", "fpa_p", "fpa_p1_max", "fpa_p2",
-                                           "fpa_s_max", "erasing_p")}
+                                           "fpa_s_max", "fpa_squares", "erasing_p")}
     return train_config(config, augmentation=augmentation(config, regime), milestones=tuple(config["milestones"]),
                         fpa_value=fill, erasing_value=fill, **recipe)
 
 
-def estimator_table(config: dict) -> pd.DataFrame:
+def estimator_table(config: dict, fill: tuple[float, ...]) -> pd.DataFrame:
     """The chosen estimators: explainer, prime, reduction, kind and the explainer's parameters."""
+    reference = reference_point(config, fill)
+    point = ", ".join(f"{v:.3f}" for v in reference.flatten())
+
+    def shown(params: dict) -> str:
+        return str({key: f"({point})" if isinstance(value, torch.Tensor) else value for key, value in params.items()})
+
     return pd.DataFrame([
-        {"estimator": name, "explainer": e.explainer, "times input": e.primed, "reduction": e.reduction, "kind": e.kind,
-         "parameters": str(explainer_params(config, e.explainer))}
+        {"estimator": name, "explainer": e.explainer, "times input": f"x - ({point})" if e.primed else "no",
+         "reduction": e.reduction, "kind": e.kind, "parameters": shown(explainer_params(config, e.explainer, reference))}
         for name, e in ESTIMATORS.items() if name in config["estimators"]
+    ])
+
+
+def removal_shares(config: dict, image_shape: tuple[int, ...]) -> pd.DataFrame:
+    """The mean share of pixels FPA removes from a perturbed mini-batch of images of ``image_shape`` ``(C, H, W)``
+    under both square placements (``removed_share``), and which one the run trains with."""
+    return pd.DataFrame([
+        {"squares": squares, "used": squares == config["fpa_squares"],
+         "removed share": removed_share((16, *image_shape), config["fpa_p1_max"], config["fpa_p2"],
+                                        config["fpa_s_max"], squares, seed=config["seed"])}
+        for squares in FPA_SQUARES
     ])
 
 
@@ -484,13 +531,18 @@ def execute(run: RunFolder) -> Path:
         Section("Models", [f"{config['model']} on {config['dataset']} ({len(train)} training images, "
                            f"{config['epochs']} epochs), one model per training regime; FPA and random erasing set "
                            f"removed pixels to {describe_fill(config, fill)}. Accuracy on the {len(x)} explained "
-                           "images (the paper's measure) and on the test split."], tables={"Accuracy": accuracy}),
+                           "images (the paper's measure) and on the test split. FPA's squares start at "
+                           + ("pixels it removed (the text's reading)" if config["fpa_squares"] == "selected" else
+                              "every pixel (Algorithm 1's literal loop)")
+                           + "; the share of pixels removed from a perturbed mini-batch under both readings is "
+                           "measured below."],
+                tables={"Accuracy": accuracy, "FPA: share of pixels removed": removal_shares(config, x.shape[1:])}),
         Section("Fidelity A", [f"A = mean AUC(LIF) - mean AUC(MIF), x in percent of pixels removed (0-95%), logits of "
                                f"the {target} divided by the clean logit, removed pixels set to "
                                f"{describe_fill(config, fill)}; 95% CI by the normal approximation. Larger is "
                                "better."],
                 tables={"A [95% CI] (estimators x training regime)": area_table(summary), "Summary": summary,
-                        "Estimators": estimator_table(config)}),
+                        "Estimators": estimator_table(config, fill)}),
         Section("MIF and LIF curves", ["Mean curves over the explained images with 95% bands."],
                 figures=curve_figures(figures, curves, config)),
         Section("Counter-evidence (paper Fig. 4)", [

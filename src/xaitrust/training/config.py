@@ -24,6 +24,8 @@ from ..errors import XaitrustError
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "step", "cosine")
 AUGMENTATIONS = ("flip", "fpa", "erasing")
+#: Where FPA places its squares (``xaitrust.training.augment.feature_perturbation``).
+FPA_SQUARES = ("selected", "every-pixel")
 
 #: FPA values the paper uses for ImageNet and Food101 (224 x 224 images); the ``TrainConfig`` defaults are its
 #: CIFAR-10 (small-image) values.
@@ -47,6 +49,8 @@ class TrainConfig:
             the FPA paper's recipe); applied in the order flip, fpa, erasing.
         flip_p: probability that an image is mirrored left-right.
         fpa_p, fpa_p1_max, fpa_p2, fpa_s_max: FPA (see ``xaitrust.training.augment.feature_perturbation``).
+        fpa_squares: where FPA's squares start: ``"selected"`` (default, the paper's text: "with a probability of
+            p^2 for each selected pixel") or ``"every-pixel"`` (the literal loop of its Algorithm 1).
         fpa_value: what FPA sets a removed pixel to, in raw image units: one number for every channel, or a tuple
             with one number per channel (e.g. the training images' per-channel mean). Default 0 (black).
         erasing_p, erasing_area, erasing_ratio, erasing_value: random erasing (see
@@ -70,6 +74,7 @@ class TrainConfig:
     fpa_p1_max: float = 0.25
     fpa_p2: float = 0.1
     fpa_s_max: int = 3
+    fpa_squares: str = "selected"
     fpa_value: float | tuple[float, ...] = 0.0
     erasing_p: float = 0.5
     erasing_area: tuple[float, float] = (0.02, 0.4)
@@ -91,6 +96,8 @@ class TrainConfig:
             raise XaitrustError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise XaitrustError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if self.fpa_squares not in FPA_SQUARES:
+            raise XaitrustError(f"fpa_squares must be one of {', '.join(FPA_SQUARES)}; got {self.fpa_squares!r}")
         if not self.lr > 0:
             raise XaitrustError(f"lr must be positive; got {self.lr}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
