@@ -36,6 +36,17 @@ DIRECTIONS = {
     "better_than_random": True, "deletion_area": False, "insertion_area": True, "mif_lif_area": True,
     "mu_fidelity": True, "completeness": True, "soundness": True, "otsu_tv": False, "local_lipschitz": False,
     "ssim_to_uncalibrated": True, "localization": True, "gt_alignment": True, "pointing_game": True,
+    "max_sensitivity": False, "avg_sensitivity": False, "continuity": False, "relative_input_stability": False,
+    "relative_output_stability": False, "relative_representation_stability": False, "prediction_consistency": True,
+    "mprt_cascading": False, "mprt_independent": False, "smooth_mprt": False, "efficient_mprt": True,
+    "random_logit": False,
+    "faithfulness_correlation": True, "faithfulness_estimate": True, "monotonicity": True,
+    "monotonicity_correlation": True, "infidelity": False, "sensitivity_n": True, "region_perturbation": True,
+    "selectivity": False, "irof": True, "road_morf": False, "road_lerf": True, "average_drop": False,
+    "increase_in_confidence": True,
+    "top_k_intersection": True, "relevance_rank_accuracy": True, "relevance_mass_accuracy": True, "roc_auc": True,
+    "focus": True, "sparseness": True, "complexity": False, "effective_complexity": False,
+    "completeness_axiom": False, "input_invariance": False, "non_sensitivity": False,
 }
 #: Small settings for every metric that runs without masks or reference maps.
 PARAMS = {

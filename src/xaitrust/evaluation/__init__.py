@@ -3,10 +3,15 @@
 - ``registry``: ``Metric`` (name, computation, needs, direction, score, parameters, description, source),
   ``define_metric``, ``register_metric``, ``get_metric`` (a name or ``path/to/file.py:Name``), ``available_metrics``;
 - ``builtin``: every metric of ``xaitrust.metrics`` registered under its one name;
+- ``builtin_faithfulness``: the faithfulness metrics Quantus also has (``xaitrust.metrics.faithfulness_peers`` and
+  ``faithfulness_regions``), registered after them;
 - ``evaluate``: explain images with several explainers and score every explanation, into one tidy table.
 """
 
 from . import builtin  # noqa: F401  (registers the built-in metrics)
+from . import builtin_faithfulness  # noqa: F401  (registers the faithfulness metrics of Quantus's family)
+from . import builtin_localisation  # noqa: F401  (registers the localisation, complexity and axiomatic metrics)
+from . import builtin_robustness  # noqa: F401  (registers the robustness and randomisation metrics)
 from .evaluate import COLUMNS, evaluate, metric_values
 from .registry import (
     EXPLAINED,

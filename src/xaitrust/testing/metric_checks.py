@@ -196,6 +196,21 @@ DESCRIPTIONS = {
 CONTRACTS = {
     "soundness": MetricContract(direction="soundness"),
     "otsu_tv": MetricContract(direction="complexity"),
+    "prediction_consistency": MetricContract(
+        direction="exempt", batch_invariant=False,
+        why="an image's consistency is a share of the images evaluated with it; the oracles' images all get one class"),
+    "efficient_mprt": MetricContract(
+        direction="exempt", why="a linear model's gradient map is its weight: random before and after randomisation"),
+    "random_logit": MetricContract(
+        direction="exempt", why="the two probabilities of a two-class model have the same gradient map up to sign"),
+    "monotonicity": MetricContract(
+        direction="exempt", why="putting back any pixel of the patch oracle raises its score, whatever the order: "
+        "every map is monotone there"),
+    "monotonicity_correlation": MetricContract(
+        direction="exempt", why="it correlates |map| with the score's changes: a map and its negation score the same"),
+    "non_sensitivity": MetricContract(direction="exempt", why="a map and its negation have the same zero set"),
+    "increase_in_confidence": MetricContract(
+        direction="exempt", why="dimming the patch oracle's evidence never raises its confidence: every map scores 0"),
 }
 
 

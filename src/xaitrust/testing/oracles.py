@@ -4,7 +4,8 @@ With an oracle the right answer is known before any explanation is computed: whi
 ranks the evidence first, which pixels are counter-evidence. Every oracle is a two-class ``nn.Module`` returning
 logits ``(B, 2)`` and names ``num_classes = 2``.
 
-- ``LinearModel``: class 0's logit is ``sum(w * x)``; its evidence map is ``w * x``.
+- ``LinearModel``: class 0's logit is ``sum(w * x)``; its evidence map is ``w * x``; ``reset_parameters`` draws an
+  untrained weight (for the randomisation tests).
 - ``PixelModel``: class 0's logit is one pixel of channel 0, scaled.
 - ``PatchModel``: class 0's logit is the mean of a patch of channel 0, scaled and shifted.
 - ``TwoPixelNet``: one pixel drives each class, built from the layers every explainer supports (convolution, batch
@@ -31,6 +32,11 @@ class LinearModel(nn.Module):
     def forward(self, x):
         logit = (x * self.weight).sum(dim=(1, 2, 3))
         return torch.stack([logit, torch.zeros_like(logit)], dim=1)
+
+    def reset_parameters(self) -> None:
+        """An untrained weight, ``N(0, 1 / d)`` for ``d`` inputs: what the randomisation tests re-initialise."""
+        with torch.no_grad():
+            self.weight.normal_(0.0, self.weight.numel() ** -0.5)
 
 
 class PixelModel(nn.Module):
