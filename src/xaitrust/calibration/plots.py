@@ -4,6 +4,8 @@
   perfect calibration, the gap shaded, and a histogram of confidences; the binned ECE in the title.
 - ``plot_error_by_level``: a calibration measure against perturbation level for several models (e.g. before and
   after ReCalX), from the rows of ``calibration_error_by_level``.
+- ``plot_error_by_level_panels``: the same, one panel per perturbation family (e.g. superpixels and pixels) side by
+  side on a shared y axis.
 """
 
 from __future__ import annotations
@@ -61,6 +63,30 @@ def plot_error_by_level(curves: dict[str, list[dict]], path, measure: str = "kl_
     axes.legend()
     if title:
         axes.set_title(title)
+    return _save(figure, path)
+
+
+def plot_error_by_level_panels(
+    panels: dict[str, dict[str, list[dict]]], path, measure: str = "kl_calibration_error"
+) -> Path:
+    """Write ``measure`` against perturbation level to ``path``: one panel per entry of ``panels`` (panel title ->
+    label -> rows of ``calibration_error_by_level``), one line per label, the y axis shared."""
+    if not panels or not all(panels.values()):
+        raise XaitrustError("give at least one panel, each with at least one curve (label -> rows of "
+                            "calibration_error_by_level)")
+    figure = Figure(figsize=(4.5 * len(panels), 4))
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for panel, (title, curves) in zip(axes, panels.items()):
+        for label, rows in curves.items():
+            if not rows or measure not in rows[0]:
+                raise XaitrustError(f"curve {label!r} of panel {title!r} has no {measure!r} values")
+            panel.plot([r["perturbation_level"] for r in rows], [r[measure] for r in rows], marker="o", label=label)
+        panel.set_title(title)
+        panel.set_xlabel("perturbation level (fraction of features replaced)")
+        panel.set_xlim(0, 1)
+        panel.grid(alpha=0.3)
+        panel.legend()
+    axes[0].set_ylabel(measure.replace("_", " "))
     return _save(figure, path)
 
 

@@ -1,19 +1,32 @@
-"""ReCalX (Decker, Tresp & Buettner, 2025, Algorithm 1): temperature scaling per perturbation-level bin.
+"""ReCalX (Decker, Tresp & Buettner, "Why uncertainty calibration matters for reliable perturbation-based
+explanations", Algorithm 1): temperature scaling per perturbation-level bin.
 
-[0, 1] is split into ``n_bins`` equal-width bins of perturbation level (the fraction of pixels replaced; see
-``xaitrust.calibration.perturbed``). For every calibration image and every bin ``b``, ``samples_per_bin`` perturbed
-copies are drawn: a level uniformly in the bin, then a uniformly random subset of features of that size, replaced by
-the baseline (zero by default, as in the paper; xaitrust models take images in [0, 1] and normalise them
-themselves, so "zero" is black; ``replacement="mean"`` is the zero of the model's normalised input, the reading of
+[0, 1] is split into ``n_bins`` equal-width bins of perturbation level. For every calibration image and every bin
+``b``, ``samples_per_bin`` perturbed copies are drawn ("Sample S with lambda(S) in B_b: random subset with desired
+pert. level"): a fraction of the features uniformly in the bin, then a uniformly random subset of features of that
+size, replaced by the baseline (zero by default, as in the paper; xaitrust models take images in [0, 1] and normalise
+them themselves, so "zero" is black; ``replacement="mean"`` is the zero of the model's normalised input, the reading of
 "zero" for models that are fed normalised tensors). One temperature ``T_b`` per bin minimises the NLL of the perturbed
-copies that fall in bin ``b`` (each copy is assigned by its realised level, the same rule the calibrated model applies
-at prediction time), by L-BFGS on ``log T_b`` (``xaitrust.calibration.temperature.fit_temperatures``). The calibrated
-model then computes ``softmax(z(x) / T_b(x))`` where ``b`` is the bin of the input's perturbation level:
+copies that fall in bin ``b``, by L-BFGS on ``log T_b`` (``xaitrust.calibration.temperature.fit_temperatures``). The
+calibrated model then computes ``softmax(z(x) / T_b(x))`` where ``b`` is the bin of the input's perturbation level:
 
     bin(level) = min(floor(level * n_bins + 1e-6), n_bins - 1)
 
 so a clean input (level 0) uses bin 0's temperature, and a fully replaced one (level 1) the last bin's. Like temperature
 scaling, ReCalX never changes the predicted class.
+
+The features (``grouping``): single pixels (the paper's Fig. 1 axis, "share of replaced pixels with zeros"), square
+patches of side ``patch_size``, or SLIC superpixels (``n_segments``, ``compactness``, ``sigma``, ``min_segments``:
+the options, names and defaults of the surrogate explainers, ``xaitrust.explainers.surrogate``). The paper asks for
+calibration "under all subset perturbations pi(., S) used in the explanation process", so to recalibrate a model for
+KernelSHAP or LIME give ReCalX the explainer's own feature groups (``grouping="superpixels"`` with the explainer's
+segmentation options; the ReCalX protocol does this).
+
+The level. The paper defines ``lambda(S) = (d - |S|) / d``, the fraction of the ``d`` features perturbed. Here a
+perturbed input's level is the fraction of its pixels replaced (``xaitrust.calibration.perturbed``), both when fitting
+(each copy is assigned to a bin by its realised level) and at prediction time, where the masked-evaluation engine
+passes that same pixel fraction, ``1 - mean(keep)``, for every coalition an explainer evaluates. For pixels it is the
+paper's ``lambda(S)``; for superpixels it is its pixel-weighted version, the only level the engine can give a model.
 
 The level of an input is given by its caller: the masked-evaluation engine passes ``perturbation_level`` to any model
 with ``accepts_perturbation_level = True``. When it is not given, ``level_when_missing`` decides: ``"clean"`` (default)
@@ -32,7 +45,7 @@ from torch import nn
 from ..errors import XaitrustError
 from .base import CalibratedModel, Calibrator, register
 from .checks import check_labels, check_logits
-from .perturbed import GROUPINGS, perturbed_logits
+from .perturbed import GROUPINGS, SEGMENTATION_OPTIONS, perturbed_logits
 from .temperature import fit_temperatures
 
 LEVELS_WHEN_MISSING = ("clean", "baseline-fraction")
@@ -58,7 +71,10 @@ class ReCalX(Calibrator):
         replacement: str | float = "zero",
         grouping: str = "pixels",
         patch_size: int = 4,
-        n_segments: int = 100,
+        n_segments: int = 50,
+        compactness: float | None = None,
+        sigma: float | None = None,
+        min_segments: int | None = None,
         level_when_missing: str = "clean",
         seed: int = 0,
     ) -> None:
@@ -72,16 +88,21 @@ class ReCalX(Calibrator):
             raise XaitrustError("level_when_missing='baseline-fraction' needs a constant baseline (zero or a number)")
         self.n_bins, self.samples_per_bin = n_bins, samples_per_bin
         self.replacement, self.grouping, self.patch_size, self.n_segments = replacement, grouping, patch_size, n_segments
+        self.compactness, self.sigma, self.min_segments = compactness, sigma, min_segments
         self.level_when_missing, self.seed = level_when_missing, seed
 
     def settings(self) -> dict:
         return {
             "n_bins": self.n_bins, "samples_per_bin": self.samples_per_bin, "replacement": self.replacement,
-            "grouping": self.grouping, "patch_size": self.patch_size, "n_segments": self.n_segments,
-            "level_when_missing": self.level_when_missing, "seed": self.seed,
+            "grouping": self.grouping, **self.segmentation(), "level_when_missing": self.level_when_missing,
+            "seed": self.seed,
         }
 
-    def fit(self, model: nn.Module, x: torch.Tensor, labels, batch_size: int | None = None) -> "ReCalX":
+    def segmentation(self) -> dict:
+        """The options of the feature groups (``xaitrust.calibration.perturbed.SEGMENTATION_OPTIONS``)."""
+        return {name: getattr(self, name) for name in SEGMENTATION_OPTIONS}
+
+    def fit(self, model: nn.Module, x: torch.Tensor, labels, batch_size: int | None = None) -> ReCalX:
         """Algorithm 1 on calibration images ``x`` ``(N, C, H, W)`` with ``labels`` ``(N,)``: ``N * n_bins *
         samples_per_bin`` perturbed forward passes of the (uncalibrated) ``model``, then one temperature per bin."""
         labels = check_labels(labels, len(x), getattr(model, "num_classes", int(torch.as_tensor(labels).max()) + 1))
@@ -90,13 +111,13 @@ class ReCalX(Calibrator):
         lower = torch.arange(self.n_bins, dtype=torch.float64) / self.n_bins
         fractions = lower + torch.rand(rows, self.n_bins, generator=generator, dtype=torch.float64) / self.n_bins
         logits, levels = perturbed_logits(
-            model, x, fractions, repeats=self.samples_per_bin, grouping=self.grouping, patch_size=self.patch_size,
-            n_segments=self.n_segments, replacement=self.replacement, seed=self.seed + 1, batch_size=batch_size,
+            model, x, fractions, repeats=self.samples_per_bin, grouping=self.grouping,
+            segmentation=self.segmentation(), replacement=self.replacement, seed=self.seed + 1, batch_size=batch_size,
         )
         copies = labels.repeat_interleave(self.samples_per_bin)[:, None].expand(-1, self.n_bins)
         return self.fit_logits(logits.flatten(0, 1), copies.flatten(), levels.flatten())
 
-    def fit_logits(self, logits, labels, levels) -> "ReCalX":
+    def fit_logits(self, logits, labels, levels) -> ReCalX:
         """Fit the bin temperatures from logits ``(N, K)`` of perturbed inputs, their labels and levels ``(N,)``."""
         logits, labels = check_logits(logits, labels)
         bins = level_bins(self._check_levels(levels, len(logits)).cpu(), self.n_bins)
@@ -115,7 +136,7 @@ class ReCalX(Calibrator):
         temperatures = self.temperatures_.to(device=logits.device, dtype=logits.dtype)
         return logits / temperatures[level_bins(levels, self.n_bins)][:, None]
 
-    def wrap(self, model: nn.Module) -> "PerturbationAwareModel":
+    def wrap(self, model: nn.Module) -> PerturbationAwareModel:
         self._require_fitted()
         return PerturbationAwareModel(model, self)
 
