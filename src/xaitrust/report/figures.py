@@ -11,9 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 
-from ..io import atomic_write  # noqa: E402
 from ..intervals import ci95_half_width  # noqa: E402
+from ..io import atomic_write  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -103,4 +104,65 @@ def plot_map_grid(
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_box_panels(path, panels: dict[str, dict[str, np.ndarray]], ylabel: str, title: str = "",
+                    per_row: int = 4) -> Path:
+    """One panel per key of ``panels`` (each with its own y scale), and in it one box per group: ``panels[panel]
+    [group] = values``. Boxes span the quartiles with the median as a line and the mean as a triangle, whiskers reach
+    the furthest value within 1.5 interquartile ranges, values beyond are dots; NaN values are left out and each box
+    is labelled with its count ``n``. A group with no finite value gets an empty slot."""
+    count = max(len(panels), 1)
+    columns = min(count, per_row)
+    rows = -(-count // columns)
+    groups = list(dict.fromkeys(group for values in panels.values() for group in values))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(rows, columns, figsize=(max(3.2, 0.9 * len(groups) + 1.2) * columns, 3.4 * rows),
+                             squeeze=False)
+    for ax, (panel, values) in zip(axes.ravel(), panels.items()):
+        finite = {group: np.asarray(values[group], dtype=float) for group in groups if group in values}
+        finite = {group: v[np.isfinite(v)] for group, v in finite.items()}
+        shown = [group for group in groups if len(finite.get(group, ()))]
+        boxes = ax.boxplot([finite[g] for g in shown], positions=[groups.index(g) for g in shown], widths=0.6,
+                           patch_artist=True, showmeans=True, flierprops={"markersize": 3},
+                           medianprops={"color": "black"},
+                           meanprops={"marker": "^", "markerfacecolor": "white", "markeredgecolor": "black"})
+        for box, group in zip(boxes["boxes"], shown):
+            box.set(facecolor=colours[groups.index(group) % len(colours)], alpha=0.5)
+        ax.set_xticks(range(len(groups)), [f"{g}\n(n={len(finite.get(g, ()))})" for g in groups], fontsize=8)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_title(panel, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_intervals(path, estimates: dict[str, dict[str, tuple[float, float]]], xlabel: str, title: str = "",
+                   reference: float = 0.0) -> Path:
+    """Estimates with their confidence intervals as dots and horizontal bars: ``estimates[series][item] = (value,
+    half-width)``, one row per item (in first-seen order, top to bottom), the series side by side within a row and
+    told apart by colour; a NaN half-width draws the dot alone. A dashed vertical line marks ``reference``."""
+    items = list(dict.fromkeys(item for values in estimates.values() for item in values))
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(items) * max(1, len(estimates)) ** 0.5 + 1.6))
+    spread = 0.6 / max(len(estimates), 1)
+    for k, (series, values) in enumerate(estimates.items()):
+        shown = [item for item in items if item in values]
+        rows = np.array([items.index(item) for item in shown], dtype=float) + (k - (len(estimates) - 1) / 2) * spread
+        value = np.array([values[item][0] for item in shown], dtype=float)
+        half = np.array([values[item][1] for item in shown], dtype=float)
+        ax.errorbar(value, rows, xerr=np.where(np.isfinite(half), half, 0), fmt="o", markersize=4, capsize=3,
+                    label=series)
+    ax.axvline(reference, color="black", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(items)), items)
+    ax.set_ylim(len(items) - 0.5, -0.5)
+    ax.set(xlabel=xlabel, title=title)
+    ax.grid(axis="x", alpha=0.3)
+    below_label = offset_copy(ax.transAxes, fig=fig, y=-36, units="points")  # under the tick labels and x label
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below_label)
     return _save(fig, path)
