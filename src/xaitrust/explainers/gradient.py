@@ -4,8 +4,9 @@ With ``s`` the chosen score of the target class (``output``) and ``x`` the image
 
 - ``saliency``: ``|ds/dx|`` (Simonyan et al. 2014, "Deep inside convolutional networks"; MeGe/ReCo's SA).
 - ``sensitivity``: the signed gradient ``ds/dx`` (Calibrate to Interpret, eq. 3; FPA's vanilla gradient VG).
-  Calibrate to Interpret sums it over channels: the ``"sum"`` reduction (``xaitrust.explainers.reduce``) gives that
-  map, and ``"input-sum"`` gives FPA's primed VG'.
+  Calibrate to Interpret's map is its magnitude summed over channels, the ``"abs-sum"`` reduction
+  (``xaitrust.explainers.reduce``): "the sensitivity of the output to infinitesimal changes in each input feature",
+  as its authors' code computes it; eq. 3 as printed is the signed ``"sum"``. ``"input-sum"`` gives FPA's primed VG'.
 - ``gradient-input``: ``x * ds/dx`` (Shrikumar et al. 2016); with ``gradient="absolute"``, ``x * |ds/dx|``, the
   form MeGe/ReCo's appendix B prints for GI (``x ⊙ |∂f_c/∂x|``). The two give the same ``abs-sum`` map for inputs
   >= 0; they differ where the signed attributions are used (e.g. muFidelity's attribution sums).
@@ -48,7 +49,7 @@ class Saliency(_InputGradient):
 @register
 class Sensitivity(_InputGradient):
     name = "sensitivity"
-    description = "signed gradient ds/dx of the target score; its 'sum' reduction is Calibrate to Interpret's map"
+    description = "signed gradient ds/dx of the target score; its 'abs-sum' reduction is Calibrate to Interpret's map"
 
     def from_gradient(self, gradient, x):
         return gradient

@@ -4,7 +4,7 @@ Reductions (FPA, Brocki & Chung, section 3, names its two main ones "unsigned" a
 
 - ``"abs-sum"``: ``sum_c |a_c|``, FPA's unsigned estimators (subscript abs);
 - ``"input-sum"``: ``sum_c a_c x_c``, FPA's signed "primed" estimators (e.g. VG'_sum, SG'_sum); needs ``inputs``;
-- ``"sum"``: ``sum_c a_c``, the signed channel sum (Calibrate to Interpret's Sensitivity map, eq. 3);
+- ``"sum"``: ``sum_c a_c``, the signed channel sum (Calibrate to Interpret's eq. 3 as printed);
 - ``"max-abs"``: ``max_c |a_c|`` (Simonyan et al. 2014's saliency map).
 
 Normalisations of each map on its own (``normalize_maps``):

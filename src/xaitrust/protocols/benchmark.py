@@ -60,7 +60,7 @@ _COMMON = {
     "output": "probability",
     "explained_class": "own",
     "reduction": "abs-sum",
-    "method_reductions": {"sensitivity": "sum"},
+    "method_reductions": {},
     "replacement": "blur",
     "ties": "random",
     "removal_value": "mean",
