@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps 'onnx2torch>=1.5'
 	touch $@
 
+# The Ray executor's tests need Ray; the demo does not, so it is installed for the tests only.
+$(VENV)/.ray: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	touch $@
+
 # Fashion-MNIST comes from Debian; installed when missing and apt is usable, otherwise left to the user.
 data:
 	@if [ ! -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -36,7 +41,7 @@ browser:
 demo: setup
 	$(BIN)/xaitrust run benchmark --profile quick --out runs/benchmark-quick
 
-test: setup browser
+test: setup browser $(VENV)/.ray
 	$(BIN)/python -m pytest -q
 
 bench: setup

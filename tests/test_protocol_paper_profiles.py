@@ -11,7 +11,7 @@ import tomli_w
 import tomllib
 
 from xaitrust.protocols import protocol_module, run_protocol
-from xaitrust.protocols.config import resolve_config
+from xaitrust.protocols.config import resolve_config, without_execution_keys
 
 #: Per protocol: the only keys overridden in its paper profile.
 SIZES = {
@@ -49,7 +49,7 @@ def shrunk_paper_run(request, tmp_path_factory, one_torch_thread):
 
 def test_only_the_sizes_differ_from_the_paper_profile(shrunk_paper_run):
     protocol, out, report = shrunk_paper_run
-    paper = resolve_config(protocol_module(protocol).SPEC, "paper")
+    paper = without_execution_keys(resolve_config(protocol_module(protocol).SPEC, "paper"))  # not in the run folder
     ran = tomllib.loads((out / "config.toml").read_text())
     differing = {key for key in paper if ran[key] != paper[key]}
     assert differing <= set(SIZES[protocol]) and ran["profile"] == "paper"

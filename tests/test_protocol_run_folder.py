@@ -42,3 +42,26 @@ def test_names_never_leave_the_run_folder(tmp_path):
     with pytest.raises(XaitrustError, match="would leave the run folder"):
         run.cached_table("../../escaped", lambda: table)
     assert not (tmp_path / "escaped.csv").exists()
+
+
+def test_a_finished_table_is_found_only_when_whole(tmp_path):
+    import pandas as pd
+
+    from xaitrust.protocols.run_folder import DamagedFileWarning
+
+    run = RunFolder(tmp_path, {"seed": 0})
+    assert run.finished_table("accuracy/a") is None
+    table = pd.DataFrame({"value": [0.25, 1 / 3]})
+    assert run.store_table("accuracy/a", table) is table
+    pd.testing.assert_frame_equal(run.finished_table("accuracy/a"), table)
+    assert run.cached_table("accuracy/a", lambda: pytest.fail("recomputed")).equals(table)
+    path = tmp_path / "cache" / "accuracy" / "a.csv"
+    path.write_text(path.read_text().replace("0.25", "0.5"))
+    with pytest.warns(DamagedFileWarning, match="a.csv is damaged"):
+        assert run.finished_table("accuracy/a") is None
+
+
+def test_how_the_trainings_run_is_not_part_of_the_run(tmp_path):
+    run = RunFolder(tmp_path, {"seed": 0, "executor": "ray", "ray_address": "auto"})
+    assert run.config == {"seed": 0} and "executor" not in (tmp_path / "config.toml").read_text()
+    RunFolder(tmp_path, {"seed": 0, "executor": "local", "ray_address": ""})  # the other executor resumes it

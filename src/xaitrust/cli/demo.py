@@ -45,7 +45,7 @@ def command(out, profile, cache_dir, explainers, images, device, threads) -> Non
     """Train the default model on Fashion-MNIST (cached after the first run), report its test accuracy and plot the
     explanations of a few test images to OUT/explanations.png."""
     device = apply_runtime(device, threads)
-    result = get_trained_model(DATASET, "cnn", cache_dir=cache_dir, profile=profile)
+    result = get_trained_model(DATASET, "cnn", cache_dir=cache_dir, profile=profile, device=device)
     if result.reused:
         click.echo(f"reusing the cached model in {result.checkpoint_dir}")
     else:
@@ -55,7 +55,7 @@ def command(out, profile, cache_dir, explainers, images, device, threads) -> Non
     test = load_dataset(DATASET, split="test")
     chosen = stratified_sample(test.y, images, seed=0)
     x, y = test.x[chosen], test.y[chosen]
-    model = result.model.to(device)
+    model = result.model
     with torch.no_grad():
         predicted = model(x.to(device)).argmax(dim=1).cpu()
     names = explainers.split(",") if explainers else [info.name for info in available_explainers()]

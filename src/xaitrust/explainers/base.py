@@ -43,7 +43,8 @@ class Explainer:
     ``x`` is a float ``(B, C, H, W)`` batch of images in [0, 1] (``xaitrust.validation.check_images``) on the model's
     device and ``target`` an int64 ``(B,)`` tensor when ``attribute`` is called, and the model is in eval mode
     (``evaluation_mode``: each module gets its own train/eval flag back afterwards); randomness comes from
-    ``self.seed`` through ``self.generator(device)``.
+    ``self.seed`` through ``self.generator()``, a CPU generator whose draws are moved to the device, so that random
+    draws (noise, masks, baselines) are the same whatever device the model runs on.
     """
 
     name: str = ""
@@ -67,11 +68,10 @@ class Explainer:
         propagation rule missing for one of its layers). Protocols call it before their long runs; any model by
         default."""
 
-    def generator(self, device) -> torch.Generator:
-        """A fresh generator seeded with ``self.seed`` (so each call with the same inputs gives the same map)."""
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(getattr(self, "seed", 0)))
-        return gen
+    def generator(self) -> torch.Generator:
+        """A fresh CPU generator seeded with ``self.seed`` (so each call with the same inputs gives the same map, on
+        every device: draw on the CPU, then move the draws to the images' device)."""
+        return torch.Generator().manual_seed(int(getattr(self, "seed", 0)))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params().items())

@@ -63,7 +63,7 @@ class MeaningfulPerturbation(Explainer):
         size = x.shape[2:]
         mean = getattr(model, "input_mean", None) if self.replacement == "mean" else None
         mean = None if mean is None else mean.reshape(-1)
-        base = make_replacement(x, self.replacement, mean=mean, generator=self.generator(x.device))
+        base = make_replacement(x, self.replacement, mean=mean, generator=self.generator())
         low = (min(self.mask_size, size[0]), min(self.mask_size, size[1]))
         mask = torch.ones(len(x), 1, *low, device=x.device, dtype=x.dtype, requires_grad=True)
         optimizer = torch.optim.Adam([mask], lr=self.learning_rate)

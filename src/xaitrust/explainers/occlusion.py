@@ -33,7 +33,7 @@ class Occlusion(Explainer):
     def attribute(self, model, x, target, output):
         windows = WindowMasks(x.shape[2:], self.window, self.stride, device=x.device)
         settings = dict(
-            replacement=self.replacement, output=output, batch_size=self.batch_size, generator=self.generator(x.device)
+            replacement=self.replacement, output=output, batch_size=self.batch_size, generator=self.generator()
         )
         clean = masked_scores(model, x, torch.ones(1, 1, *x.shape[2:], device=x.device), target, **settings)
         drops = (clean - masked_scores(model, x, windows, target, **settings)).double()

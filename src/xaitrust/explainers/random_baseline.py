@@ -29,9 +29,9 @@ class RandomAttribution(Explainer):
 
     def attribute(self, model, x, target, output):
         draw = torch.rand if self.distribution == "uniform" else torch.randn
-        generator = torch.Generator(device=x.device)
+        generator = torch.Generator()  # on the CPU: the same maps on every device
         maps = []
         for image in x:  # one cheap draw per image: the map must not depend on the batch it came in
             generator.manual_seed(image_seed(self.seed, image))
-            maps.append(draw(image.shape, generator=generator, device=x.device, dtype=x.dtype))
-        return torch.stack(maps)
+            maps.append(draw(image.shape, generator=generator, dtype=x.dtype))
+        return torch.stack(maps).to(x.device)

@@ -47,7 +47,7 @@ class Rise(Explainer):
         )
         scores = masked_scores(
             model, x, masks, target, replacement=self.replacement, output=output, batch_size=self.batch_size,
-            generator=self.generator(x.device),
+            generator=self.generator(),
         )
         saliency = mask_weighted_sum(scores, masks) / (self.keep_prob * self.n_masks)
         return saliency.expand(-1, x.shape[1], -1, -1)

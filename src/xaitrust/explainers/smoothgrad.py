@@ -42,7 +42,7 @@ class _NoisyGradients(Explainer):
 
     def attribute(self, model, x, target, output):
         scale = self.noise_scale(x)
-        noise = torch.randn((self.samples, *x.shape[1:]), generator=self.generator(x.device), device=x.device)
+        noise = torch.randn((self.samples, *x.shape[1:]), generator=self.generator()).to(x.device)
         noise = noise.to(x.dtype)
 
         def noisy_inputs(image, point):

@@ -94,7 +94,7 @@ class SurrogateExplainer(Explainer):
         coalitions, weights = self.coalitions(n_features, width)
         scores = masked_scores(
             model, x, CoalitionMasks(coalitions, segments), target, replacement=self.replacement, output=output,
-            batch_size=self.batch_size, generator=self.generator(x.device),
+            batch_size=self.batch_size, generator=self.generator(),
         )
         coefficients, rank_deficient = self.fit(coalitions.double(), scores.double(), weights, present)
         if rank_deficient.any():

@@ -44,13 +44,21 @@ def run_protocol(
     The config is the profile's defaults, updated by the TOML ``config_file``, updated by ``overrides`` (e.g. from
     command-line options). ``supplied`` holds objects given to the Python API (``RunFolder.supplied``). An interrupted
     run resumes when called again with the same ``out`` folder and config: finished models, maps and tables are
-    loaded from the folder instead of being recomputed.
+    loaded from the folder instead of being recomputed. The trainings run as the config's ``executor`` says
+    (``common.runner_for``); the run folder records the config without the execution keys, so either executor can
+    resume it.
     """
+    from .common import runner_for
+
     config = protocol_config(name, profile, config_file, overrides)
     out = Path(out) if out else Path("runs") / f"{name}-{config['profile']}"
     run = RunFolder(out, config)
     run.supplied = dict(supplied or {})
-    return protocol_module(name).execute(run)
+    run.runner = runner_for(config)
+    try:
+        return protocol_module(name).execute(run)
+    finally:
+        run.runner.close()
 
 
 def protocol_config(name: str, profile: str | None = None, config_file=None, overrides: dict | None = None) -> dict:

@@ -59,9 +59,19 @@ def check_run(name: str, profile: str | None = None, config_file=None, overrides
     if n_trainings:
         seconds = n_trainings * config["epochs"] * len(train) * result.gradient_seconds * TRAINING_OVERHEAD
         lines.append(f"trainings: {n_trainings} of {config['epochs']} epochs on {len(train)} images, about "
-                     f"{_duration(seconds)} at the measured cost of a gradient pass.")
+                     f"{_duration(seconds)} at the measured cost of a gradient pass; {_executor(config)}.")
     lines.append("preflight:\n  " + result.describe().replace("\n", "\n  "))
     return "\n".join(lines)
+
+
+def _executor(config: dict) -> str:
+    """How the trainings will run, in words."""
+    threads = f"{config['training_threads']} torch thread{'s' if config['training_threads'] > 1 else ''}"
+    if config["executor"] == "ray":
+        cluster = (f"the Ray cluster at {config['ray_address']}" if config["ray_address"]
+                   else "Ray ($RAY_ADDRESS, the cluster `ray start` started here, else a local instance)")
+        return f"each a task of {cluster} on {threads}"
+    return f"one after another in this process, each on {threads}"
 
 
 def _duration(seconds: float) -> str:

@@ -24,7 +24,8 @@ from ..explainers import get_explainer
 from ..models import build_model
 from ..models.loading import ModelSource
 from ..models.preflight import Preflight, preflight_wrapped
-from ..training import TrainConfig, TrainingJob
+from ..perturb.engine import model_device
+from ..training import Runner, SequentialRunner, TrainConfig, TrainingJob
 from ..training.trainer import TrainResult, evaluate_accuracy
 from .results import summarize
 from .run_folder import RunFolder
@@ -153,8 +154,21 @@ def training_job(
 
 
 def train_in_run(run: RunFolder, name: str, model_name: str, train, val, recipe, model_options=None) -> TrainResult:
-    """Train ``model_name`` (or reuse the finished model in the run folder) and return the result."""
-    return training_job(run, name, model_name, train, val, recipe, model_options).run()
+    """Train ``model_name`` with the run's runner (or reuse the finished model in the run folder) and return the
+    result."""
+    return run.runner.run([training_job(run, name, model_name, train, val, recipe, model_options)])[0]
+
+
+def runner_for(config: dict) -> Runner:
+    """The runner of a protocol's trainings, from its config: ``executor = "local"`` runs them one after another in
+    this process, ``"ray"`` as tasks of the Ray cluster at ``ray_address`` (empty: a local Ray instance); either way
+    every training runs on ``training_threads`` torch threads, so both give the same weights."""
+    threads = config["training_threads"]
+    if config["executor"] == "ray":
+        from ..training.ray_runner import RayRunner
+
+        return RayRunner(config["ray_address"] or None, threads=threads, device=config_device(config))
+    return SequentialRunner(threads=threads)
 
 
 def explain_cached(
@@ -181,9 +195,9 @@ def explain_cached(
 
 def predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits ``(N, K)`` of ``model`` for ``x`` in eval mode (``evaluation_mode``), without gradients, in batches
-    (``xaitrust.chunks.batched_logits``)."""
-
-    return batched_logits(model, x, batch_size)
+    (``xaitrust.chunks.batched_logits``) moved to the model's device; the logits come back to the CPU, where the
+    labels and tables they are compared with are."""
+    return batched_logits(model, x, batch_size, device=model_device(model)).cpu()
 
 
 def fit_calibrator(run: RunFolder, model, calibration: ImageDataset, name: str, **params) -> Calibrator:

@@ -5,7 +5,8 @@ meaningful numbers in under ten minutes on 2 CPU cores; ``paper``: the papers' p
 a closed set of values the allowed values, and which numbers must be positive (counts, radii, learning rates),
 non-negative (sizes where 0 means "all", weight decay) or fractions in [0, 1] (probabilities, levels). A user's file may
 set any declared key (and ``profile``); an unknown key, a wrong type, a value outside its allowed set or its range is
-an error that names the key and what is allowed, before any data is loaded.
+an error that names the key and what is allowed, before any data is loaded. Every protocol also has the shared keys
+``training_threads`` (``SHARED_DEFAULTS``), ``executor`` and ``ray_address`` (``EXECUTION_DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,20 @@ SHARED_POSITIVE = (
     "lr", "batch_size", "epochs", "explainer_batch_size", "n_images", "calibration_size", "deletion_steps",
 )
 SHARED_NON_NEGATIVE = ("train_size", "test_size")
-SHARED_AT_LEAST = {"mu_fidelity_subsets": 2}
+SHARED_AT_LEAST = {"mu_fidelity_subsets": 2, "training_threads": 1}
+
+#: Keys every protocol has that are part of what it computes: ``training_threads``, the torch threads each training
+#: runs on (a CPU training's weights depend on that number, so it is fixed, not left to the machine) and the CPUs a
+#: training asks a Ray cluster for.
+SHARED_DEFAULTS = {"training_threads": 1}
+#: Keys every protocol has that say how its trainings run, not what they compute, and so are not part of the run
+#: folder's config (a run can be resumed with either executor): ``executor`` (``"local"``: one after another in this
+#: process; ``"ray"``: as tasks of a Ray cluster, ``xaitrust.training.ray_runner``) and ``ray_address`` (the cluster:
+#: ``"auto"`` for the one started on this machine by ``ray start --head``, or ``"HOST:6379"``; empty: Ray's default,
+#: ``$RAY_ADDRESS`` or the cluster ``ray start`` started on this machine, else a local Ray instance started for the run
+#: and stopped after it).
+EXECUTION_DEFAULTS = {"executor": "local", "ray_address": ""}
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -129,7 +143,8 @@ def _check_ranges(spec: ProtocolSpec, config: dict) -> None:
 
 
 def resolve_config(spec: ProtocolSpec, profile: str | None = None, user: dict | None = None) -> dict:
-    """The fully resolved configuration: ``spec.defaults[profile]`` updated by ``user`` after validation.
+    """The fully resolved configuration: the shared keys' defaults and ``spec.defaults[profile]``, updated by
+    ``user`` after validation.
 
     ``profile`` may also come from the user's ``profile`` key; the argument wins. Default profile: ``quick``.
     """
@@ -139,18 +154,41 @@ def resolve_config(spec: ProtocolSpec, profile: str | None = None, user: dict | 
     user.pop("protocol", None)
     if profile not in PROFILES:
         raise XaitrustError(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
-    config = copy.deepcopy(spec.defaults[profile])
+    config = copy.deepcopy({**SHARED_DEFAULTS, **EXECUTION_DEFAULTS, **spec.defaults[profile]})
+    choices = {"executor": EXECUTORS, **spec.choices}
     for key, value in user.items():
         if key not in config:
             raise XaitrustError(
                 f"unknown config key {key!r} for protocol {spec.name!r}; allowed keys: {', '.join(sorted(config))}"
             )
         mixed = key in spec.mixed_types
-        config[key] = value if mixed else _check_value(key, value, config[key], spec.choices.get(key))
+        config[key] = value if mixed else _check_value(key, value, config[key], choices.get(key))
     for key, value in config.items():
-        if key in spec.choices:
-            _check_value(key, value, value, spec.choices[key])
+        if key in choices:
+            _check_value(key, value, value, choices[key])
     _check_ranges(spec, config)
+    check_execution(config)
     if spec.validate is not None:
         spec.validate(config)
     return {"protocol": spec.name, "profile": profile, **config}
+
+
+def check_execution(config: dict) -> None:
+    """The execution keys (``EXECUTION_DEFAULTS``) fit together: ``ray_address`` only with the Ray executor, which
+    needs Ray installed and lets Ray pick each training's GPU (so ``device`` names no GPU index)."""
+    if config["executor"] != "ray":
+        if config["ray_address"]:
+            raise XaitrustError("config key 'ray_address' is used by the Ray executor only; set executor = \"ray\" "
+                                "(--executor ray) or remove ray_address")
+        return
+    from ..training.ray_runner import check_ray_installed
+
+    check_ray_installed()
+    if str(config.get("device", "")).startswith("cuda:"):
+        raise XaitrustError(f"device {config['device']!r} names a GPU of this machine, but with executor = \"ray\" "
+                            "Ray gives each training its GPU: use device = \"cuda\" (--device cuda)")
+
+
+def without_execution_keys(config: dict) -> dict:
+    """``config`` less the execution keys (``EXECUTION_DEFAULTS``): what a run folder records and compares."""
+    return {key: value for key, value in config.items() if key not in EXECUTION_DEFAULTS}

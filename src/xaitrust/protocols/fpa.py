@@ -100,7 +100,7 @@ from .common import (
     removal_fill,
     removal_value,
     train_config,
-    train_in_run,
+    training_job,
 )
 from .config import ProtocolSpec
 from .results import tidy_rows
@@ -507,9 +507,9 @@ def execute(run: RunFolder) -> Path:
     x, labels = test.x[chosen], test.y[chosen]
     fill = removal_fill(config, train.mean)
     tables, summaries, accuracy, curves = [], [], [], {}
-    for regime in config["regimes"]:
-        trained = train_in_run(run, regime, config["model"], train, test, regime_recipe(config, regime, fill),
-                               config["model_options"])
+    jobs = [training_job(run, regime, config["model"], train, test, regime_recipe(config, regime, fill),
+                         config["model_options"]) for regime in config["regimes"]]
+    for regime, trained in zip(config["regimes"], run.runner.run(jobs)):  # the regimes' trainings side by side
         predicted = predictions(trained.model, x).argmax(dim=1)
         target = predicted if config["target"] == "predicted" else labels
         curves[regime] = regime_curves(run, regime, trained.model, x, target, config, fill)

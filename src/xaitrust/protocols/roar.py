@@ -10,8 +10,9 @@ of ``fractions`` (thesis: 10, 30, 50, 70, 90%) replace ``round(f * H * W)`` pixe
 by the per-channel mean of the unmodified training data: under ROAR the ``f`` most important pixels, under KAR the
 ``f`` least important ones (so KAR keeps only the top ``1 - f``: Hooker et al.'s convention, under which 0% is the
 unmodified data for both modes). Then train a fresh model from scratch on the modified training set with each of
-``seeds`` seeds (all trainings go through ``xaitrust.training.run_jobs``; each is checkpointed in
-``models/<method>/<mode>-<fraction>/seed<seed>``) and record its accuracy on the modified test set.
+``seeds`` seeds (each checkpointed in ``models/<method>/<mode>-<fraction>/seed<seed>``; all these retrainings go to
+the run's runner as one stream of jobs, so the Ray executor runs them side by side) and record its accuracy on the
+modified test set.
 
 A method is informative under ROAR when accuracy falls faster than under the random ranking, and under KAR when it
 stays higher. The findings count, per method, the fractions at which its mean accuracy is on that side of random's
@@ -32,6 +33,7 @@ profile).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pandas as pd
@@ -42,13 +44,23 @@ from ..data import ImageDataset
 from ..errors import XaitrustError
 from ..explainers import available_explainers
 from ..explainers.reduce import reduce_attributions
+from ..models.loading import ModelSource
 from ..perturb import RankedMasks, masked_images
 from ..perturb.orders import counts_from_fractions, ranks_from_maps
 from ..report.figures import plot_curves, plot_map_grid
 from ..report.html import Section, write_report
-from ..training import TrainResult, run_jobs
-from ..models.loading import ModelSource
-from .common import DATA_DEFAULTS, check_architecture, check_explainers, fresh_model, explain_cached, load_splits, predictions, train_config, training_job
+from ..training import TrainingJob, TrainResult
+from .common import (
+    DATA_DEFAULTS,
+    check_architecture,
+    check_explainers,
+    explain_cached,
+    fresh_model,
+    load_splits,
+    predictions,
+    train_config,
+    training_job,
+)
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
 from .run_folder import RunFolder
@@ -92,7 +104,7 @@ def check_config(config: dict) -> None:
     fractions = config["fractions"]
     if not fractions or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions):
         raise XaitrustError(f"config key 'fractions' must list fractions strictly between 0 and 1; got {fractions}")
-    if any(b <= a for a, b in zip(fractions, fractions[1:])):
+    if any(b <= a for a, b in itertools.pairwise(fractions)):
         raise XaitrustError(f"config key 'fractions' must increase strictly; got {fractions}")
     if config["seeds"] < 1:
         raise XaitrustError(f"config key 'seeds' (retrainings per setting) must be at least 1; got {config['seeds']}")
@@ -165,24 +177,25 @@ def seed_values(config: dict) -> list[int]:
     return [config["seed"] + i for i in range(config["seeds"])]
 
 
-def retrain(run: RunFolder, name: str, train: ImageDataset, test: ImageDataset, config: dict) -> list[TrainResult]:
-    """One fresh model per seed trained on ``train`` (checkpoints in ``models/<name>/seed<seed>``), in seed order."""
-    jobs = [
+def retraining_jobs(run: RunFolder, name: str, train: ImageDataset, test: ImageDataset,
+                    config: dict) -> list[TrainingJob]:
+    """One fresh model per seed to train on ``train`` (checkpoints in ``models/<name>/seed<seed>``), in seed order."""
+    return [
         training_job(run, f"{name}/seed{seed}", config["model"], train, test, train_config(config, seed=seed),
                      config["model_options"])
         for seed in seed_values(config)
     ]
-    return run_jobs(jobs)
 
 
-def accuracy_rows(results: list[TrainResult], test: ImageDataset, config: dict, **labels) -> pd.DataFrame:
-    """Tidy rows (metric "accuracy", one per seed) of the trained models' accuracy on ``test``."""
-    accuracies = torch.tensor([result.metrics[f"{test.split}_accuracy"] for result in results], dtype=torch.float64)
-    return tidy_rows(accuracies, metric="accuracy", model=ModelSource.from_config(config).label, **labels).assign(seed=seed_values(config))
+def accuracy_rows(results: list[TrainResult], split: str, config: dict, **labels) -> pd.DataFrame:
+    """Tidy rows (metric "accuracy", one per seed) of the trained models' accuracy on their ``split`` data."""
+    accuracies = torch.tensor([result.metrics[f"{split}_accuracy"] for result in results], dtype=torch.float64)
+    return tidy_rows(accuracies, metric="accuracy", model=ModelSource.from_config(config).label,
+                     **labels).assign(seed=seed_values(config))
 
 
-def retrained_accuracy(run, method, mode, fraction, ranks, train, test, config) -> pd.DataFrame:
-    """Accuracy rows of the models retrained on ``mode``-modified data at ``fraction`` (one row per seed)."""
+def modified_jobs(run, method, mode, fraction, ranks, train, test, config) -> list[TrainingJob]:
+    """The retrainings of one setting: every seed on the ``mode``-modified data at ``fraction``."""
     modified = {
         split: dataclasses.replace(
             data, x=modified_images(data.x, ranks[split], fraction, mode, config["replacement"], train.mean),
@@ -190,8 +203,47 @@ def retrained_accuracy(run, method, mode, fraction, ranks, train, test, config) 
         )
         for split, data in (("train", train), ("test", test))
     }
-    results = retrain(run, f"{method}/{mode}-{fraction:g}", modified["train"], modified["test"], config)
-    return accuracy_rows(results, modified["test"], config, method=method, mode=mode, fraction=fraction)
+    return retraining_jobs(run, setting_name(method, mode, fraction), modified["train"], modified["test"], config)
+
+
+def setting_name(method: str, mode: str, fraction: float) -> str:
+    """The folder of one setting's models (under ``models/``) and accuracy table (under ``cache/accuracy/``)."""
+    return f"{method}/{mode}-{fraction:g}"
+
+
+def retrained_accuracies(run: RunFolder, model, train: ImageDataset, test: ImageDataset, config: dict):
+    """Accuracy rows of every method x mode x fraction (one table per setting, in that order) and the first test
+    image's ranks per method (for the example figures).
+
+    Every setting not finished in an earlier run contributes its seeds' trainings to one stream of jobs that goes to
+    the run's runner at once, so a parallel runner keeps all its workers busy across settings. The stream is built as
+    the runner draws from it: a method's pixel ranks, and a setting's modified images, are made only when their jobs
+    are next, so at most a few settings' data are held at a time."""
+    settings = [(method, mode, fraction) for method in config["methods"] for mode in config["modes"]
+                for fraction in config["fractions"]]
+    finished = {setting: run.finished_table(f"accuracy/{setting_name(*setting)}") for setting in settings}
+    examples = {}
+
+    def jobs():
+        for method in config["methods"]:
+            ranks = {"train": pixel_ranks(run, method, model, train, config),
+                     "test": pixel_ranks(run, method, model, test, config)}
+            examples[method] = ranks["test"][:1]
+            for mode in config["modes"]:
+                for fraction in config["fractions"]:
+                    if finished[(method, mode, fraction)] is None:
+                        yield from modified_jobs(run, method, mode, fraction, ranks, train, test, config)
+
+    results = iter(run.runner.run(jobs()))
+    tables = []
+    for method, mode, fraction in settings:
+        table = finished[(method, mode, fraction)]
+        if table is None:
+            seeds = [next(results) for _ in seed_values(config)]
+            table = run.store_table(f"accuracy/{setting_name(method, mode, fraction)}", accuracy_rows(
+                seeds, test.split, config, method=method, mode=mode, fraction=fraction))
+        tables.append(table)
+    return tables, examples
 
 
 def spread_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -232,11 +284,11 @@ def findings(summary: pd.DataFrame, config: dict) -> list[str]:
     """Plain sentences computed from the summary: base accuracy, fastest ROAR degradation, best KAR, vs random."""
     base = summary[summary["fraction"] == 0].iloc[0]
     if config["seeds"] == 1:
-        lines = [f"Unmodified data: test accuracy {base['mean']:.3f}. One seed per setting: no spread is measured, "
-                 "differences may be noise."]
+        lines = [(f"Unmodified data: test accuracy {base['mean']:.3f}. One seed per setting: no spread is measured, "
+                 "differences may be noise.")]
     else:
-        lines = [f"Unmodified data: test accuracy {base['mean']:.3f} (std {base['std']:.3f}, range {base['min']:.3f}"
-                 f"-{base['max']:.3f} over {int(base['n'])} seeds)."]
+        lines = [(f"Unmodified data: test accuracy {base['mean']:.3f} (std {base['std']:.3f}, range {base['min']:.3f}"
+                 f"-{base['max']:.3f} over {int(base['n'])} seeds).")]
     methods = [m for m in config["methods"] if m != "random"]
     for mode in config["modes"]:
         means = _mean_over_fractions(summary, mode)
@@ -294,22 +346,11 @@ def execute(run: RunFolder) -> Path:
     config = run.config
     train, test = load_splits(config)
     check_explainers(config, fresh_model(config["model"], train, config["model_options"]))
-    unmodified = retrain(run, "unmodified", train, test, config)
-    model = unmodified[0].model
-    tables = [accuracy_rows(unmodified, test, config, method=method, mode=mode, fraction=0.0)
+    unmodified = run.runner.run(retraining_jobs(run, "unmodified", train, test, config))
+    tables = [accuracy_rows(unmodified, test.split, config, method=method, mode=mode, fraction=0.0)
               for method in config["methods"] for mode in config["modes"]]
-    examples = {}
-    for method in config["methods"]:
-        ranks = {"train": pixel_ranks(run, method, model, train, config),
-                 "test": pixel_ranks(run, method, model, test, config)}
-        examples[method] = ranks["test"][:1]
-        for mode in config["modes"]:
-            for fraction in config["fractions"]:
-                tables.append(run.cached_table(
-                    f"accuracy/{method}/{mode}-{fraction:g}",
-                    lambda: retrained_accuracy(run, method, mode, fraction, ranks, train, test, config),
-                ))
-    results = pd.concat(tables, ignore_index=True)
+    retrained, examples = retrained_accuracies(run, unmodified[0].model, train, test, config)
+    results = pd.concat(tables + retrained, ignore_index=True)
     run.write_table("results", results)
     summary = spread_summary(results)
     run.write_table("summary", summary)
@@ -338,8 +379,8 @@ def execute(run: RunFolder) -> Path:
                                        "setting; ci95: half-width of the 95% Student-t confidence interval of the "
                                        "mean (none with one seed).")],
                 tables={"Summary": summary.drop(columns=["metric", "model"])}),
-        Section("Modified images", ["The first test image as the retrained models see it, at each fraction "
-                                    "(each picture min-max scaled)."], figures=example_figures),
+        Section("Modified images", [("The first test image as the retrained models see it, at each fraction "
+                                    "(each picture min-max scaled).")], figures=example_figures),
     ]
     return write_report(run.path / "report.html", "ROAR and KAR", findings(summary, config), sections,
                         tomli_w.dumps(config))

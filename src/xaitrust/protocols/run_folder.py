@@ -5,8 +5,9 @@ is written atomically (to a temporary name, then renamed), so a partial file nev
 the same folder loads it instead of recomputing. A piece is reused only when it checks out against the SHA-256 written
 with it (in the safetensors metadata, or a ``<name>.sha256`` file beside a CSV or JSON piece): a truncated, altered or
 half-finished piece is computed again, with a ``DamagedFileWarning`` naming it, rather than read as if valid. The
-folder's ``config.toml`` is the fully resolved config; rerunning with a different config in the same folder is
-refused, so cached pieces always match the config beside them.
+folder's ``config.toml`` is the fully resolved config without the execution keys (``executor``, ``ray_address``: how
+the trainings run, not what is computed, so either executor resumes a run); rerunning with a different config in the
+same folder is refused, so cached pieces always match the config beside them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from ..io import (
     write_bytes_checked,
     write_tensors_atomic,
 )
-from .config import read_toml
+from ..training.jobs import Runner, SequentialRunner
+from .config import read_toml, without_execution_keys
 
 Piece = TypeVar("Piece")
 
@@ -49,10 +51,14 @@ class RunFolder:
 
     def __init__(self, path: str | Path, config: dict) -> None:
         self.path = Path(path)
+        config = without_execution_keys(config)  # how trainings run is not part of the run: either executor resumes it
         self.config = config
         #: Objects given to the Python API instead of named in the config: ``"model"`` (an ``nn.Module``) and
         #: ``"data"`` (a ``(train, test)`` pair of ``ImageDataset``); the config records their names and fingerprints.
         self.supplied: dict = {}
+        #: What runs the protocol's trainings; ``run_protocol`` sets the one the config asks for
+        #: (``xaitrust.protocols.common.runner_for``).
+        self.runner: Runner = SequentialRunner()
         self.path.mkdir(parents=True, exist_ok=True)
         config_path = self.path / "config.toml"
         if config_path.exists():
@@ -124,10 +130,28 @@ class RunFolder:
         """Load ``cache/<name>.csv`` if finished, else compute, save atomically and return."""
         return _cached(
             self.inside("cache", f"{name}.csv"),
-            lambda path: pd.read_csv(io.BytesIO(read_bytes_checked(path))),
-            lambda path, table: write_bytes_checked(path, table.to_csv(index=False).encode()),
+            _read_table,
+            _write_table,
             compute,
         )
+
+    def finished_table(self, name: str) -> pd.DataFrame | None:
+        """``cache/<name>.csv`` when it is finished and checks out, else None (a damaged one with a
+        ``DamagedFileWarning``): for a protocol that decides which pieces still need work before doing it."""
+        path = self.inside("cache", f"{name}.csv")
+        if not path.exists():
+            return None
+        try:
+            return _read_table(path)
+        except XaitrustError as error:
+            warnings.warn(f"{error}; computing it again", DamagedFileWarning, stacklevel=2)
+            return None
+
+    def store_table(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        """Save ``table`` atomically as the finished ``cache/<name>.csv`` (what ``cached_table`` would) and return
+        it."""
+        _write_table(self.inside("cache", f"{name}.csv"), table)
+        return table
 
     def cached_json(self, name: str, compute: Callable[[], dict]) -> dict:
         """Load ``cache/<name>.json`` if finished, else compute, save atomically and return."""
@@ -164,6 +188,16 @@ def _cached(
     value = compute()
     save(path, value)
     return value
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """The CSV piece at ``path``, checked against its SHA-256."""
+    return pd.read_csv(io.BytesIO(read_bytes_checked(path)))
+
+
+def _write_table(path: Path, table: pd.DataFrame) -> None:
+    """Save the CSV piece ``table`` atomically at ``path``, with its SHA-256 beside it."""
+    write_bytes_checked(path, table.to_csv(index=False).encode())
 
 
 def _read_versions(path: Path) -> dict | None:

@@ -91,10 +91,13 @@ def get_trained_model(
     root: str | Path | None = None,
     model_options: dict | None = None,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> TrainResult:
-    """A trained ``model`` for ``dataset``: trained with ``profile``'s recipe (or ``config`` in its place) the first
-    time, then read back from the cache. ``result.model`` is the model, ``result.reused`` says whether it came from the
-    cache, ``result.metrics["test_accuracy"]`` its test accuracy, ``result.checkpoint_dir`` where it is."""
+    """A trained ``model`` for ``dataset``: trained with ``profile``'s recipe (or ``config`` in its place) on
+    ``device`` the first time, then read back from the cache. ``result.model`` is the model (on ``device``),
+    ``result.reused`` says whether it came from the cache, ``result.metrics["test_accuracy"]`` its test accuracy,
+    ``result.checkpoint_dir`` where it is. A model trained on a GPU is cached apart from the CPU one: their weights
+    differ in the last bits."""
     if profile not in PROFILES:
         raise XaitrustError(f"unknown training profile {profile!r}; available: {', '.join(PROFILES)}")
     chosen = PROFILES[profile]
@@ -107,9 +110,12 @@ def get_trained_model(
             "train_limit": chosen.train_limit,
             "test_limit": chosen.test_limit,
             "config": config.to_dict(),
+            # the kind of device, for GPUs only, so that the CPU models keep the cache keys they always had
+            **({"device": torch.device(device).type} if torch.device(device).type != "cpu" else {}),
         }
     )
     out_dir = Path(cache_dir or default_cache_dir()) / f"{dataset}-{model}-{profile}-{key}"
     return train_on_dataset(
-        dataset, model, config, out_dir, root, chosen.train_limit, chosen.test_limit, model_options, progress
+        dataset, model, config, out_dir, root, chosen.train_limit, chosen.test_limit, model_options, progress,
+        device=device,
     )

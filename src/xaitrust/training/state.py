@@ -1,7 +1,7 @@
 """Resumable training state, written after every finished epoch: safetensors for tensors, JSON for structure.
 
-Tensors (model ``state_dict``, optimiser moments, the CPU RNG state and the augmentation generator's state) go to
-``state-epoch<E>.safetensors``; ``state.json`` holds the epoch, the history, the optimiser's structure (param groups,
+Tensors (model ``state_dict``, optimiser moments, the CPU RNG state, the augmentation generator's state and, for a
+model on a GPU, that GPU's RNG state, which its dropout draws from) go to ``state-epoch<E>.safetensors``; ``state.json`` holds the epoch, the history, the optimiser's structure (param groups,
 and for every state entry either a plain number or the name of its tensor) and a ``key`` saying which model, data and
 config the state belongs to. ``state.json`` is renamed into place last and names its tensor file, so an interrupted
 write leaves the previous epoch's state intact; the learning-rate schedule is a pure function of the epoch
@@ -22,12 +22,14 @@ import torch
 
 from ..errors import XaitrustError
 from ..io import read_tensors, write_json_atomic, write_tensors_atomic
+from ..perturb.engine import model_device
 
 STATE_FILE = "state.json"
 MODEL_PREFIX = "model."
 OPTIMIZER_PREFIX = "optimizer."
 RNG_TORCH = "rng.torch"
 RNG_GENERATOR = "rng.generator"
+RNG_CUDA = "rng.cuda"
 TENSOR_FILE = re.compile(r"state-epoch\d+\.safetensors")
 
 
@@ -74,6 +76,9 @@ def save_training_state(
     tensors.update(optimizer_tensors)
     tensors[RNG_TORCH] = torch.get_rng_state()
     tensors[RNG_GENERATOR] = generator.get_state()
+    device = model_device(model)
+    if device.type == "cuda":
+        tensors[RNG_CUDA] = torch.cuda.get_rng_state(device)
     tensor_file = f"state-epoch{epoch}.safetensors"
     write_tensors_atomic(directory / tensor_file, tensors)
     document = {
@@ -114,8 +119,8 @@ def restore_training_state(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
 ) -> None:
-    """Load the tensors named by ``document`` (from ``read_training_state``) into the model, optimiser, generator and
-    the global CPU RNG; state that does not load (a damaged tensor file) is an error that says to start over."""
+    """Load the tensors named by ``document`` (from ``read_training_state``) into the model, optimiser, generator, the
+    global CPU RNG and the RNG of the model's GPU; state that does not load (a damaged tensor file) is an error that says to start over."""
     try:
         tensors = read_tensors(Path(directory) / document["tensors"])
         model.load_state_dict(
@@ -124,6 +129,9 @@ def restore_training_state(
         optimizer.load_state_dict(unflatten_optimizer_state(document["optimizer"], tensors))
         torch.set_rng_state(tensors[RNG_TORCH])
         generator.set_state(tensors[RNG_GENERATOR])
+        device = model_device(model)
+        if RNG_CUDA in tensors and device.type == "cuda":
+            torch.cuda.set_rng_state(tensors[RNG_CUDA], device)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise XaitrustError(
             f"the training state in {directory} cannot be restored ({error}); {_start_over(directory)}"
