@@ -20,6 +20,7 @@ BENCHMARKS = {
     "bench_stability.py": ["--samples", "16"],
     "bench_consistency.py": ["--samples", "2000"],
     "bench_evaluate.py": ["--images", "16", "--repeats", "2"],
+    "bench_peer_metrics.py": ["--images", "8"],
 }
 
 

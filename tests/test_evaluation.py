@@ -46,7 +46,7 @@ DIRECTIONS = {
     "increase_in_confidence": True,
     "top_k_intersection": True, "relevance_rank_accuracy": True, "relevance_mass_accuracy": True, "roc_auc": True,
     "focus": True, "sparseness": True, "complexity": False, "effective_complexity": False,
-    "completeness_axiom": False, "input_invariance": False, "non_sensitivity": False,
+    "completeness_axiom": False, "input_invariance": False, "non_sensitivity": False, "sufficiency": True,
 }
 #: Small settings for every metric that runs without masks or reference maps.
 PARAMS = {

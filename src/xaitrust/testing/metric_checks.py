@@ -199,6 +199,9 @@ CONTRACTS = {
     "prediction_consistency": MetricContract(
         direction="exempt", batch_invariant=False,
         why="an image's consistency is a share of the images evaluated with it; the oracles' images all get one class"),
+    "sufficiency": MetricContract(
+        direction="exempt", batch_invariant=False,
+        why="an image's sufficiency is a share of the images evaluated with it; the oracles' images all get one class"),
     "efficient_mprt": MetricContract(
         direction="exempt", why="a linear model's gradient map is its weight: random before and after randomisation"),
     "random_logit": MetricContract(
