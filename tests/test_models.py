@@ -183,6 +183,17 @@ def test_a_normalised_conv_layer_has_operator_norm_at_most_one_and_close_to_it()
     assert 0.8 < norm <= 1 + 1e-5
 
 
+def test_lipschitz_layers_start_orthogonal_with_zero_bias_as_deel_lip_does():
+    torch.manual_seed(0)
+    model = build_model("lipschitz-cnn", 2, 10, 16, channels=[4, 8, 8])
+    for name in ("conv1", "conv2", "conv3", "fc"):
+        layer = getattr(model.body, name)
+        kernel = layer.parametrizations.weight.original.detach().flatten(1)  # out x in*kh*kw
+        gram = kernel @ kernel.T if kernel.shape[0] <= kernel.shape[1] else kernel.T @ kernel
+        torch.testing.assert_close(gram, torch.eye(len(gram)), atol=1e-5, rtol=0, msg=name)
+        assert torch.equal(layer.bias.detach(), torch.zeros_like(layer.bias)), name
+
+
 def largest_lipschitz_ratios(model, size, generator):
     """Three empirical lower bounds on the model's L2 Lipschitz constant: the largest Jacobian spectral norm at random
     points, the largest ratio over random pairs, and the ratio after gradient ascent on pairs."""
@@ -248,5 +259,57 @@ def test_every_layer_of_the_trained_lipschitz_cnn_has_jacobian_norm_at_most_one(
     x = model.normalize(torch.rand(1, 2, 16, 16))
     for name, layer in model.body.named_children():
         jacobian = torch.autograd.functional.jacobian(layer, x, vectorize=True).reshape(layer(x).numel(), x.numel())
-        assert 0.8 <= torch.linalg.matrix_norm(jacobian, ord=2) <= 1 + 1e-5, name
+        low = 0.75 if name == "conv3" else 0.8  # conv3 sees 4x4 images, where its norm bound is looser (~25%)
+        assert low <= torch.linalg.matrix_norm(jacobian, ord=2) <= 1 + 1e-5, name
         x = layer(x)
+
+
+# --- The loss 1-Lipschitz networks are trained with ------------------------------------------------------------------
+
+
+def test_tau_cross_entropy_is_deel_torchlips_formula_and_plain_cross_entropy_at_tau_one():
+    from xaitrust.training import TrainConfig
+    from xaitrust.training.trainer import training_loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(12, 10, generator=generator), torch.arange(12) % 10
+    tau = TrainConfig(loss="tau-cross-entropy", tau=8.0)
+    # deel-torchlip's TauCrossEntropyLoss: CrossEntropyLoss()(input * tau, target) / tau
+    assert training_loss(logits, y, tau) == pytest.approx(F.cross_entropy(logits * 8.0, y).item() / 8.0)
+    assert training_loss(logits, y, TrainConfig()) == pytest.approx(F.cross_entropy(logits, y).item())
+    assert training_loss(logits, y, TrainConfig(loss="tau-cross-entropy")) == training_loss(logits, y, TrainConfig())
+    # large tau: the mean hinge on the margin max_j!=y z_j - z_y (0 where the margin is positive)
+    margin = (logits.scatter(1, y[:, None], -torch.inf).amax(dim=1) - logits.gather(1, y[:, None])[:, 0]).clamp(min=0)
+    assert training_loss(logits, y, TrainConfig(loss="tau-cross-entropy", tau=1e4)) == pytest.approx(
+        margin.mean().item(), abs=1e-3)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"loss": "hinge"}, "loss must be one of cross-entropy, tau-cross-entropy; got 'hinge'"),
+    ({"loss": "tau-cross-entropy", "tau": 0.0}, "tau must be a positive finite temperature; got 0.0"),
+    ({"tau": 10.0}, "tau = 10.0 only applies to loss 'tau-cross-entropy'; set that loss or tau = 1"),
+])
+def test_bad_loss_options_are_refused(options, message):
+    from xaitrust.training import TrainConfig
+
+    with pytest.raises(XaitrustError, match=message):
+        TrainConfig(**options)
+
+
+def test_the_trainer_minimises_the_configured_loss(digits_data):
+    """One full-batch step: the recorded training loss is the configured loss of the untrained model."""
+    import copy
+
+    from xaitrust.training import TrainConfig, train_model
+    from xaitrust.training.trainer import training_loss
+
+    train = digits_data[0].subset(torch.arange(64))
+    for config in (TrainConfig(epochs=1, batch_size=64), TrainConfig(epochs=1, batch_size=64, loss="tau-cross-entropy",
+                                                                      tau=20.0)):
+        torch.manual_seed(0)
+        model = build_model("lipschitz-cnn", 1, 10, 8, channels=[4, 4, 4], dropout=0.0)
+        untrained = copy.deepcopy(model)
+        untrained.set_normalization(train.mean, train.std)
+        expected = training_loss(untrained(train.x), train.y, config).item()
+        history = train_model(model, train, config, progress=False).history
+        assert history[0]["train_loss"] == pytest.approx(expected, rel=1e-5), config.loss

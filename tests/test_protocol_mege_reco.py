@@ -1,6 +1,7 @@
 """The mege-reco protocol end to end on the smoke profile: run folder contents, score ranges, report, resumption."""
 
 
+import json
 import warnings
 
 import pandas as pd
@@ -9,9 +10,20 @@ import tomllib
 import torch
 
 from xaitrust.errors import XaitrustError
+from xaitrust.metrics.distances import DISTANCES
 from xaitrust.protocols import run_protocol
 from xaitrust.protocols.config import resolve_config
-from xaitrust.protocols.mege_reco import MEGE_EXPLAINERS, SPEC, FamilyScores, findings, sanity_findings, separation_table
+from xaitrust.protocols.mege_reco import (
+    LIPSCHITZ_TAU,
+    MEGE_EXPLAINERS,
+    SPEC,
+    FamilyScores,
+    family_config,
+    findings,
+    sanity_findings,
+    separation_table,
+    train_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +47,19 @@ def test_smoke_run_writes_tidy_scores_and_report(smoke_run):
     # one mu_fidelity row per explained image, one row (sample -1) per set-level score
     fidelity = results[results["metric"] == "mu_fidelity"]
     assert len(fidelity) == config["n_samples"] * len(MEGE_EXPLAINERS) * 3
-    scores = results[results["metric"].isin(["mege", "reco", "reco_auc"])]
+    scores = results[results["metric"].isin(["mege", "reco", "reco_as_written", "reco_auc"])]
     assert (scores["sample"] == -1).all()
-    assert len(scores) == 3 * len(MEGE_EXPLAINERS) * 3
+    assert len(scores) == 4 * len(MEGE_EXPLAINERS) * 3
 
     # MeGe and ReCo lie in [0, 1]; NaN only where the set they need is empty (documented in the module)
     separation = pd.read_csv(out / "separation.csv").set_index(["model", "method"])
-    for row in scores[scores["metric"].isin(["mege", "reco"])].itertuples():
+    for row in scores[scores["metric"].isin(["mege", "reco", "reco_as_written"])].itertuples():
         sizes = separation.loc[(row.model, row.method)]
         needed = sizes["n_s_eq"] if row.metric == "mege" else min(sizes["n_s_eq"], sizes["n_s_neq"])
-        if needed:
+        if needed and row.metric != "reco_as_written":  # eq. 6 as printed can go below 0
             assert 0 <= row.value <= 1, row
+        elif needed:
+            assert row.value <= 1, row
         else:
             assert pd.isna(row.value), row
     clean = scores[scores["model"] == "cnn"]
@@ -135,7 +149,7 @@ def test_findings_say_undefined_when_every_model_misclassifies_the_explained_ima
     # image correctly: S= is empty and MeGe/ReCo are NaN for every method; only muFidelity is defined.
     rows = [(metric, method, model, value)
             for model in ("resnet18", "lipschitz-cnn") for method in ("saliency", "random")
-            for metric, value in [("mege", float("nan")), ("reco", float("nan")), ("reco_balanced", float("nan")),
+            for metric, value in [("mege", float("nan")), ("reco", float("nan")), ("reco_as_written", float("nan")),
                                   ("mu_fidelity", 0.2 if method == "saliency" else 0.0)]]
     summary = pd.DataFrame(rows, columns=["metric", "method", "model", "mean"])
     accuracy = pd.DataFrame({"model": ["resnet18"], "fold": [0], "held_out_accuracy": [0.1]})
@@ -154,6 +168,71 @@ def test_lipschitz_option_scores_a_one_lipschitz_family_beside_the_base_model(tm
     results = pd.read_csv(tmp_path / "run" / "results.csv")
     lipschitz = results[results["model"] == "lipschitz-cnn"]
     assert set(lipschitz["method"]) == set(MEGE_EXPLAINERS)
-    assert set(lipschitz["metric"]) >= {"mege", "reco", "reco_balanced", "mu_fidelity"}
-    assert (tmp_path / "run" / "models" / "lipschitz-cnn").is_dir()
+    assert set(lipschitz["metric"]) >= {"mege", "reco", "reco_as_written", "mu_fidelity"}
+    recipe = json.loads((tmp_path / "run" / "models" / "lipschitz-cnn" / "folds.json").read_text())["train_config"]
+    base = json.loads((tmp_path / "run" / "models" / "cnn" / "folds.json").read_text())["train_config"]
+    assert (recipe["loss"], recipe["tau"], recipe["epochs"]) == ("tau-cross-entropy", LIPSCHITZ_TAU, 3 * base["epochs"])
+    assert (base["loss"], base["tau"]) == ("cross-entropy", 1.0)
     assert "lipschitz-cnn has a higher mege than cnn" in report.read_text()
+
+
+def test_intervals_and_noise_floors_are_written_and_reported(smoke_run):
+    out, report = smoke_run
+    intervals = pd.read_csv(out / "intervals.csv")
+    columns = {"model", "method", "metric", "value", "ci_low", "ci_high", "floor_mean", "floor_95"}
+    assert columns <= set(intervals.columns)
+    assert len(intervals) == 3 * len(MEGE_EXPLAINERS) * 3  # mege, reco, reco_as_written per family and method
+    results = pd.read_csv(out / "results.csv").set_index(["model", "method", "metric"])["value"]
+    separation = pd.read_csv(out / "separation.csv").set_index(["model", "method"])
+    for row in intervals.itertuples():
+        assert row.value == pytest.approx(results[(row.model, row.method, row.metric)], nan_ok=True)
+        sizes = separation.loc[(row.model, row.method)]
+        if row.metric == "mege" or not (sizes["n_s_eq"] and sizes["n_s_neq"]):
+            assert pd.isna(row.floor_95), row
+        else:
+            assert 0 < row.floor_mean < row.floor_95 <= 1, row
+        if pd.notna(row.ci_low):
+            assert row.ci_low <= row.ci_high, row
+    page = report.read_text()
+    assert "Uncertainty of MeGe and ReCo, and ReCo&#x27;s noise floor" in page or "ReCo's noise floor" in page
+    assert "ReCo as written (eq. 6) [95% CI]" in page and "ReCo: noise floor, mean / 95%" in page
+    assert "noise floor of uninformative distances" in page
+
+
+def test_distance_sanity_tests_are_in_the_run_folder_and_the_report(smoke_run):
+    out, report = smoke_run
+    tests = pd.read_csv(out / "distance_tests.csv")
+    assert list(tests["distance"]) == list(DISTANCES)
+    assert set(tests["moving_point"]) <= {"pass", "fail"} and set(tests["noise"]) <= {"pass", "fail"}
+    assert tests.loc[tests["distance"] == "spearman", "used"].item()
+    assert (tests.loc[tests["distance"] == "l2", ["moving_point", "noise"]] == "pass").all(axis=None)
+    assert tests["noise_last"].gt(tests["noise_first"]).all()
+    page = report.read_text()
+    assert "Distance sanity tests (paper appendix F)" in page and "F.2 noise" in page and "pass (drop " in page
+
+
+def test_only_lipschitz_families_train_with_the_lipschitz_loss():
+    config = resolve_config(SPEC, "paper")
+    assert config["lipschitz_loss"] == "tau-cross-entropy"
+    lipschitz = train_config(family_config(config, "lipschitz-cnn"))
+    assert (lipschitz.loss, lipschitz.tau) == ("tau-cross-entropy", LIPSCHITZ_TAU)
+    base = train_config(family_config(config, "resnet18"))
+    assert (base.loss, base.tau) == ("cross-entropy", 1.0)
+    assert (base.optimizer, base.lr, base.epochs * config["lipschitz_epoch_factor"]) == (
+        lipschitz.optimizer, lipschitz.lr, lipschitz.epochs)
+    plain_config = dict(config, lipschitz_loss="cross-entropy", lipschitz_tau=1.0)
+    plain = train_config(family_config(plain_config, "lipschitz-cnn"))
+    assert plain.loss == "cross-entropy"
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lipschitz_loss", "hinge", "config key 'lipschitz_loss' has value\\(s\\) 'hinge'"),
+    ("lipschitz_tau", 0.0, "config key 'lipschitz_tau' must be a finite number > 0"),
+    ("lipschitz_epoch_factor", 0, "config key 'lipschitz_epoch_factor' must be a finite number > 0"),
+    ("bootstrap_samples", 0, "config key 'bootstrap_samples' must be a finite number > 0"),
+    ("floor_draws", 0, "config key 'floor_draws' must be a finite number > 0"),
+    ("distance_test_positions", 1, "config key 'distance_test_positions' must be a finite number >= 2"),
+])
+def test_new_config_keys_are_checked(key, value, message):
+    with pytest.raises(XaitrustError, match=message):
+        resolve_config(SPEC, "smoke", {key: value})

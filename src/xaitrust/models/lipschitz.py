@@ -12,6 +12,11 @@ Input normalisation: the base class divides by the per-channel ``std``, which mu
 returns ``1 / min(std)`` (1 with the default std of 1), i.e. ``||f(x) - f(y)||_2 <= lipschitz_bound() * ||x - y||_2``.
 The bound holds for images of the built ``image_size``.
 
+Training: the weights start orthogonal with zero biases (Deel-Lip's initialisation, see ``lipschitz_layers``). The
+logits of a 1-Lipschitz network cannot saturate a softmax at temperature 1, so such networks are trained with a loss
+made for them: ``TrainConfig(loss="tau-cross-entropy", tau=...)`` (Béthune et al., "Pay attention to your loss"), as
+the MeGe/ReCo protocol does.
+
 CAM layer: the last convolution (Table 4 puts no activation after it).
 """
 
@@ -25,7 +30,13 @@ from torch import nn
 from ..errors import XaitrustError
 from ._options import POSITIVE_INTS, RATE, check_image_size, one_of, validated
 from .base import ClassifierShape, ImageClassifier
-from .lipschitz_layers import BoundedPReLU, MaxMin, ScaledAvgPool2d, lipschitz_conv2d, lipschitz_linear
+from .lipschitz_layers import (
+    BoundedPReLU,
+    MaxMin,
+    ScaledAvgPool2d,
+    lipschitz_conv2d,
+    lipschitz_linear,
+)
 
 ACTIVATIONS = {"maxmin": lambda channels: MaxMin(), "prelu": BoundedPReLU}
 

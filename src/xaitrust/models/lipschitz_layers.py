@@ -1,8 +1,22 @@
 """Layers whose Lipschitz constant with respect to the L2 norm is at most 1.
 
-* ``lipschitz_linear`` / ``lipschitz_conv2d``: the weight is divided by the layer's exact operator norm at every
-  forward pass (``UnitOperatorNorm`` parametrization). No power-iteration state is kept, so the bound holds after every
-  optimiser step and a state dict reproduces the layer exactly.
+* ``lipschitz_linear`` / ``lipschitz_conv2d``: the weight is divided by the layer's operator norm (exact for dense
+  layers, a tight upper bound for convolutions) at every forward pass (``UnitOperatorNorm`` parametrization). No power-iteration state is kept, so the bound holds after every
+  optimiser step and a state dict reproduces the layer exactly. Deel-Lip's ``SpectralDense`` / ``SpectralConv2D``
+  (and deel-torchlip's ``SpectralLinear`` / ``SpectralConv2d``) estimate the largest singular value of the weight
+  (reshaped ``out x in*kh*kw`` for a convolution) by a few power iterations, push every other singular value towards
+  1 by Björck orthonormalisation ``W <- (1 + b) W - b W W^T W`` and, for a convolution, multiply by a coefficient of
+  about ``1 / sqrt(kh kw)`` that bounds the norm of the convolution by that of the reshaped kernel (Serrurier et al.,
+  "Achieving robustness in classification using optimal transport with hinge regularization"). Power iteration
+  approaches the largest singular value from below (deel-torchlip divides by it plus a small epsilon) and the reshaped
+  bound can be loose by a factor up to ``sqrt(kh kw)``; the norm here is exact for dense layers and, for
+  convolutions, an upper bound within the margins ``conv_operator_norm`` states. Björck orthonormalisation would
+  only change which weights the parametrisation can express, not the bound; what it brings to training, a flat
+  spectrum, comes here from Deel-Lip's initialisation: orthogonal weights (``torch.nn.init.orthogonal_``, i.e. an
+  orthonormal reshaped kernel) and zero biases. On Fashion-MNIST (6,400 training images, 2 epochs of Adam with
+  cross-entropy, the MeGe/ReCo quick profile) it takes the test accuracy of ``lipschitz-cnn`` from 0.682 to 0.711;
+  Björck orthonormalisation inside the parametrisation on top of it gave no further gain (one epoch, 2,000 test
+  images: 0.716 against 0.717).
 * ``MaxMin``: GroupSort with groups of two (Anil, Lucas & Grosse 2019, "Sorting out Lipschitz function
   approximation"); it permutes each pair of values, so it is 1-Lipschitz and preserves gradient norms.
 * ``BoundedPReLU``: PReLU whose slopes are clamped to [-1, 1], hence 1-Lipschitz (Deel-Lip's PReLU).
@@ -32,8 +46,8 @@ def conv_operator_norm(weight: torch.Tensor, input_size: Sequence[int]) -> torch
     matrices ``K(f) = sum_t W[:, :, t] exp(-2 pi i <f, t> / N)`` over the grid's frequencies ``f``. The result is
     ``max_f sigma_max(K(f))``, the square root of the top eigenvalue of the smaller Gram matrix; for a real kernel
     ``K(-f)`` is the conjugate of ``K(f)``, so the half spectrum of ``rfft2`` suffices. Measured against the exact
-    norm of the zero-padded operator, the bound is a few percent high on 14x14 images, up to ~20% high on 4x4 ones
-    and ~30% on 2x2 ones.
+    norm of the zero-padded operator (random 8-to-8-channel 3x3 kernels, Gaussian or orthogonal), the bound is high by
+    a median 1% (at most 2%) on 14x14 images, 4% (8%) on 7x7, 14% (24%) on 4x4 and 56% (90%) on 2x2.
     """
     grid = (input_size[0] + weight.shape[-2] - 1, input_size[1] + weight.shape[-1] - 1)
     spectrum = torch.fft.rfft2(weight, s=grid).permute(2, 3, 0, 1)
@@ -61,16 +75,25 @@ class UnitOperatorNorm(nn.Module):
         return weight / norm.clamp_min(1e-12)
 
 
+def _deel_lip_init(layer: nn.Linear | nn.Conv2d) -> None:
+    """Deel-Lip's initialisation of its spectral layers: an orthogonal weight (reshaped ``out x rest``) and zero bias."""
+    nn.init.orthogonal_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
 def lipschitz_linear(in_features: int, out_features: int) -> nn.Linear:
-    """A linear layer whose weight matrix always has spectral norm 1."""
+    """A linear layer whose weight matrix always has spectral norm 1 (orthogonal at initialisation)."""
     layer = nn.Linear(in_features, out_features)
+    _deel_lip_init(layer)
     parametrize.register_parametrization(layer, "weight", UnitOperatorNorm())
     return layer
 
 
 def lipschitz_conv2d(in_channels: int, out_channels: int, input_size: Sequence[int], kernel_size: int = 3) -> nn.Conv2d:
-    """A "same" zero-padded convolution (odd ``kernel_size``) of L2 operator norm <= 1 on ``input_size`` images."""
+    """A "same" zero-padded convolution (odd ``kernel_size``) of L2 operator norm <= 1 on ``input_size`` images,
+    initialised with an orthonormal reshaped kernel."""
     layer = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    _deel_lip_init(layer)
     parametrize.register_parametrization(layer, "weight", UnitOperatorNorm(input_size))
     return layer
 

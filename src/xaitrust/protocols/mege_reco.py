@@ -13,7 +13,13 @@ Steps (paper sections 3-4, Algorithm 1 in appendix A):
 3. Per method: S= and S!= (eqs. 3-4) from the distances ``1 - |Spearman|`` between the map of the model that never saw
    the image and each other model's map; MeGe (eq. 5), ReCo (eq. 6) and ReCo_AUC (appendix D); the S=/S!= histograms
    (Fig. 5/10); muFidelity (appendix C: subsets of 15% of the pixels, baseline 0), each image scored on the model that
-   did not train on it, so its mean is the mean over the ``k`` models of their held-out scores.
+   did not train on it, so its mean is the mean over the ``k`` models of their held-out scores. ReCo takes TPR and
+   TNR as the rates the text names ("the true positive rate", "the maximal balanced accuracy", "independently of the
+   accuracy of the predictor"), as the authors' code (Xplique) does; ``reco_as_written`` takes them as eq. 6 prints
+   them (shares of each side of the threshold), which the imbalance of S= and S!= drives towards ``|S=| / |S|``
+   (``xaitrust.metrics.consistency``). Uncertainty: 95% percentile bootstrap intervals of MeGe and of both ReCo over
+   ``bootstrap_samples`` resamples of the explained images, and ReCo's noise floor, the mean and 95% quantile of the
+   ReCo of ``floor_draws`` uninformative sets of the same sizes (``bootstrap_intervals``, ``reco_noise_floor``).
 4. Sanity check (section 4.2, Fig. 3/9): the same scores for degraded families. Weight noise: ``N(0, noise_std)``
    added to the top ``noise_levels`` share of each fold model's layers (main text: "we gradually randomize 5%, 10%
    and 30% of the predictor layers"); appendix E.2 adds the noise "to each convolution layer, with the intensity of
@@ -22,6 +28,20 @@ Steps (paper sections 3-4, Algorithm 1 in appendix A):
    of D's labels switched to another class. The paper expects MeGe and ReCo to drop and muFidelity to stay flat
    (section 4.3, Fig. 4).
 5. Option ``lipschitz``: a ``lipschitz-cnn`` k-fold family scored beside the base model (section 4.5, Tables 2/3).
+   "The predictors were trained using the Deel-Lip library" and "All the predictors, including the 1-Lipschitz, have
+   comparable accuracy (78 +- 4%)" (section 3.3: "we ensure a similar accuracy on the test set"). 1-Lipschitz
+   networks are trained with losses made for them and learn more slowly, so every ``lipschitz-cnn`` family (also as
+   ``model``) trains with ``lipschitz_loss`` (default ``"tau-cross-entropy"``, ``CE(tau * logits, y) / tau``,
+   Béthune et al., "Pay attention to your loss"; deel-torchlip's ``TauCrossEntropyLoss``) at ``tau =
+   lipschitz_tau`` (10) for ``lipschitz_epoch_factor`` (3) times ``epochs``; the other families train with
+   cross-entropy for ``epochs``. Measured on the quick profile's data (fold model 0: 6,400 training images; accuracy
+   on the 10,000 test images): ``cnn``, 2 epochs, 0.802; ``lipschitz-cnn`` with cross-entropy, 2 epochs, 0.711
+   (0.682 before Deel-Lip's orthogonal initialisation); with the tau loss, 2 epochs, 0.740; 6 epochs, 0.806. Over
+   8 epochs (accuracy on 2,000 test images) tau = 5, 10 and 20 end within 0.01 of each other (0.81, 0.81, 0.80),
+   tau = 10 first reaches 0.80 (epoch 6), and cross-entropy trails (0.758 at epoch 6).
+6. The distance sanity tests of appendix F (F.1 moving point, F.2 noise; ``xaitrust.metrics.distance_sanity``) on
+   every candidate distance of section 4.1, ``distance_test_positions`` positions and ``distance_test_repeats`` noise
+   draws per sigma (the paper: 100 and 50), in ``distance_tests.csv`` and the report.
 
 Choices where the paper is silent or ambiguous (each one a config key):
 
@@ -41,12 +61,13 @@ Choices where the paper is silent or ambiguous (each one a config key):
 
 Run folder: ``results.csv`` holds one row per observation with columns ``metric, method, model, sample, value,
 degradation, level``: ``mu_fidelity`` has one row per explained image (``sample`` = its index among the
-``n_samples``); ``mege``, ``reco``, ``reco_auc`` and ``reco_balanced`` are scores of a whole set and have one row
-with ``sample = -1``. ``reco`` takes eq. 6 as printed; ``reco_balanced`` takes TPR and TNR as true rates (Youden's J,
-see ``xaitrust.metrics.consistency.balanced_accuracy_curve``), which the size imbalance of S= and S!= cannot inflate.
-They are NaN only when their set is empty (``separation.csv`` counts S= and S!=): MeGe needs S=, the ReCo scores
-both S= and S!=; a ``mu_fidelity`` value is NaN for an image whose attribution sums or score drops do not vary over
-the subsets (e.g. an all-zero Grad-CAM map). ``model`` names the family: ``cnn``, ``cnn+noise-0.05``,
+``n_samples``); ``mege``, ``reco``, ``reco_as_written`` and ``reco_auc`` are scores of a whole set and have one row
+with ``sample = -1``. ``reco`` and ``reco_auc`` take TPR and TNR as rates, ``reco_as_written`` as eq. 6 prints them.
+``intervals.csv`` holds, per family, method and score (``mege``, ``reco``, ``reco_as_written``), the value, its
+bootstrap interval (``ci_low``, ``ci_high``) and, for the ReCo scores, the noise floor (``floor_mean``,
+``floor_95``). The scores are NaN only when their set is empty (``separation.csv`` counts S= and S!=): MeGe needs
+S=, the ReCo scores both S= and S!=; a ``mu_fidelity`` value is NaN for an image whose attribution sums or score
+drops do not vary over the subsets (e.g. an all-zero Grad-CAM map). ``model`` names the family: ``cnn``, ``cnn+noise-0.05``,
 ``cnn+shuffle-0.1``, ``lipschitz-cnn``.
 
 Profiles: ``paper`` keeps the paper's parameters (ResNet-18 with 26 base filters and dropout 0.4 for Fashion-MNIST,
@@ -64,6 +85,7 @@ weight layers of ``cnn`` the same single layer. ``smoke`` is a one-minute check:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from functools import partial
@@ -80,12 +102,20 @@ from ..errors import XaitrustError
 from ..explainers import available_explainers
 from ..explainers.reduce import REDUCTIONS, reduce_attributions
 from ..metrics import cross_fold_distances, mege, mu_fidelity, reco, reco_auc
+from ..metrics.consistency import (
+    CrossFoldDistances,
+    UndefinedScoreWarning,
+    bootstrap_intervals,
+    reco_noise_floor,
+)
+from ..metrics.distance_sanity import distance_sanity_tests
 from ..metrics.distances import DISTANCES
 from ..models import build_model
 from ..models.loading import ModelSource
 from ..report.figures import plot_curves, plot_histograms, plot_map_grid
 from ..report.html import Section, write_report
 from ..training import randomize_weights, shuffle_labels, train_k_fold
+from ..training.config import LOSSES, TrainConfig
 from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
 from .common import (
     check_architecture,
@@ -96,8 +126,8 @@ from .common import (
     fresh_model,
     load_split,
     predictions,
-    train_config,
 )
+from .common import train_config as protocol_recipe
 from .config import ProtocolSpec
 from .results import summarize, tidy_rows
 from .run_folder import RunFolder
@@ -106,6 +136,10 @@ MEGE_EXPLAINERS = [
     "saliency", "gradient-input", "integrated-gradients", "smoothgrad", "gradcam", "gradcam++", "rise", "random",
 ]
 LIPSCHITZ_MODEL = "lipschitz-cnn"
+#: Temperature of the 1-Lipschitz family's loss and how many times longer than the others it trains (see step 5 of
+#: the module docstring for the measurements behind them).
+LIPSCHITZ_TAU = 10.0
+LIPSCHITZ_EPOCH_FACTOR = 3
 
 _PAPER = {
     "dataset": "fashion-mnist",
@@ -142,7 +176,14 @@ _PAPER = {
     "noise_layers": "all",
     "shuffle_levels": [0.05, 0.1, 0.3],
     "lipschitz": True,
+    "lipschitz_loss": "tau-cross-entropy",
+    "lipschitz_tau": LIPSCHITZ_TAU,
+    "lipschitz_epoch_factor": LIPSCHITZ_EPOCH_FACTOR,
     "histogram_bins": 30,
+    "bootstrap_samples": 1000,
+    "floor_draws": 1000,
+    "distance_test_positions": 100,
+    "distance_test_repeats": 50,
 }
 
 
@@ -175,7 +216,8 @@ SPEC = ProtocolSpec(
         "smoke": dict(
             _PAPER, train_size=1000, k=3, model="cnn", model_options={"channels": [8, 16], "hidden": 32}, lr=5e-3,
             epochs=1, n_samples=20, mu_fidelity_subsets=8, noise_levels=[0.3], shuffle_levels=[0.3], lipschitz=False,
-            histogram_bins=10,
+            histogram_bins=10, bootstrap_samples=200, floor_draws=200, distance_test_positions=20,
+            distance_test_repeats=5,
             explainer_params={"gradient-input": {"gradient": "absolute"}, "integrated-gradients": {"steps": 8},
                               "smoothgrad": {"samples": 4},
                               "rise": {"n_masks": 50}},
@@ -189,11 +231,13 @@ SPEC = ProtocolSpec(
         "distance": tuple(DISTANCES),
         "noise_unit": RANDOMIZATION_UNITS,
         "noise_layers": tuple(NOISE_LAYERS),
+        "lipschitz_loss": LOSSES,
     },
     validate=validate,
-    positive=("n_samples", "noise_std", "histogram_bins"),
+    positive=("n_samples", "noise_std", "histogram_bins", "lipschitz_tau", "lipschitz_epoch_factor",
+              "bootstrap_samples", "floor_draws", "distance_test_repeats"),
     fractions=("noise_levels", "shuffle_levels"),
-    at_least={"k": 2},
+    at_least={"k": 2, "distance_test_positions": 2},
 )
 
 
@@ -210,16 +254,32 @@ class Family:
     level: float = 0.0
 
 
+def family_config(config: dict, model_name: str) -> dict:
+    """The run config with the ``loss``, ``tau`` and ``epochs`` the family of ``model_name`` trains with: for
+    ``lipschitz-cnn`` ``lipschitz_loss`` at ``lipschitz_tau`` for ``lipschitz_epoch_factor`` times ``epochs``, for the
+    others cross-entropy for ``epochs``."""
+    if model_name == LIPSCHITZ_MODEL:
+        return dict(config, loss=config["lipschitz_loss"], tau=config["lipschitz_tau"],
+                    epochs=config["lipschitz_epoch_factor"] * config["epochs"])
+    return dict(config, loss="cross-entropy", tau=1.0)
+
+
+def train_config(config: dict) -> TrainConfig:
+    """A family's training recipe: the protocol's (``common.train_config``: optimizer, lr, batch_size, epochs, seed)
+    with the family's ``loss`` and ``tau`` (and the 1-Lipschitz family's epochs) from ``family_config``."""
+    return protocol_recipe(config, loss=config["loss"], tau=config["tau"])
+
+
 def train_family(run: RunFolder, name: str, model_name: str, model_options: dict, data, samples, degradation="none",
                  level=0.0, clean_labels=None) -> Family:
     """Cross-train ``k`` models of ``model_name`` on ``data`` (or reuse the finished ones in ``models/<name>``). Folds
     are stratified on ``clean_labels`` (default ``data.y``), so a label-shuffled family keeps the clean family's folds
-    and every family is compared on the same splits."""
-    config = run.config
+    and every family is compared on the same splits. The recipe is ``train_config(family_config(...))``."""
+    config = family_config(run.config, model_name)
     factory = partial(on_device, partial(build_model, model_name, data.in_channels, data.num_classes, data.image_size,
                                          **model_options), config_device(config))
     trained = train_k_fold(factory, data, config["k"], train_config(config), run.file(f"models/{name}"),
-                           seed=config["seed"], stratify_by=clean_labels)
+                           seed=config["seed"], runner=run.runner, stratify_by=clean_labels)
     return Family(name, trained.models, trained.folds, trained.folds[samples], degradation, level)
 
 
@@ -281,48 +341,82 @@ def held_out_fidelity(family: Family, x, attributions, targets, config: dict) ->
 
 @dataclasses.dataclass
 class FamilyScores:
-    """What ``score_family`` returns: tidy ``rows``, S=/S!= per method (``separation[method] = (s_eq, s_neq)``) and
-    model 0's maps of the first eight images per method (``examples``)."""
+    """What ``score_family`` returns: tidy ``rows``, S=/S!= per method (``separation[method] = (s_eq, s_neq)``),
+    model 0's maps of the first eight images per method (``examples``) and the bootstrap intervals and noise floors
+    (``intervals``, see ``score_intervals``)."""
 
     rows: pd.DataFrame
     separation: dict
     examples: dict
+    intervals: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+
+
+@functools.cache
+def noise_floor(n_eq: int, n_neq: int, rates: str, draws: int, seed: int) -> tuple[float, float]:
+    """Mean and 95% quantile of the ReCo of ``draws`` uninformative sets of ``n_eq`` S= and ``n_neq`` S!= distances
+    (NaN when a set is empty). It depends on the sizes only, which the methods of a family often share."""
+    if not n_eq or not n_neq:
+        return float("nan"), float("nan")
+    floor = reco_noise_floor(n_eq, n_neq, rates, draws, seed)
+    return float(floor.mean()), float(floor.quantile(0.95))
+
+
+def score_intervals(sets: CrossFoldDistances, scores: dict, n_images: int, config: dict) -> list[dict]:
+    """One record per score (``mege``, ``reco``, ``reco_as_written``): its value, 95% bootstrap interval over the
+    ``n_images`` explained images and, for ReCo, the noise floor for the sizes of S= and S!=."""
+    finite = torch.isfinite(sets.distance)
+    n_eq, n_neq = int((finite & sets.both_correct).sum()), int((finite & ~sets.both_correct).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedScoreWarning)  # empty sets: the scores already warned
+        intervals = bootstrap_intervals(sets, n_images, config["bootstrap_samples"], 0.95, config["seed"])
+    floors = {"mege": (float("nan"), float("nan")),
+              "reco": noise_floor(n_eq, n_neq, "balanced-accuracy", config["floor_draws"], config["seed"]),
+              "reco_as_written": noise_floor(n_eq, n_neq, "as-written", config["floor_draws"], config["seed"])}
+    return [{"metric": metric, "value": scores[metric], "ci_low": intervals[metric][0], "ci_high": intervals[metric][1],
+             "floor_mean": floors[metric][0], "floor_95": floors[metric][1]} for metric in intervals]
 
 
 def score_method(run: RunFolder, family: Family, method: str, x, labels, predicted, targets):
-    """Tidy rows, S=/S!= and the maps ``(k, N, H, W)`` of ``method`` on ``family``."""
+    """Tidy rows, S=/S!=, the maps ``(k, N, H, W)`` of ``method`` on ``family`` and its intervals (``score_intervals``,
+    labelled like the rows)."""
     config = run.config
     attributions = explain_family(run, family, method, x, targets)
     maps = reduce_attributions(attributions.flatten(0, 1), config["reduction"]).unflatten(0, attributions.shape[:2])
 
     def distances():
-        kept = cross_fold_distances(maps, predicted, labels, family.folds, config["distance"])
-        return {"s_eq": kept.s_eq, "s_neq": kept.s_neq}
+        return dataclasses.asdict(cross_fold_distances(maps, predicted, labels, family.folds, config["distance"]))
 
-    sets = run.cached_tensors(f"distances/{family.name}/{method}", distances)
+    pairs = CrossFoldDistances(**run.cached_tensors(f"pairs/{family.name}/{method}", distances))
+    sets = {"s_eq": pairs.s_eq, "s_neq": pairs.s_neq}
     fidelity = run.cached_tensors(f"mu_fidelity/{family.name}/{method}", lambda: {
         "mu_fidelity": held_out_fidelity(family, x, attributions, targets, config)})["mu_fidelity"]
     labels_of = {"method": method, "model": family.name, "degradation": family.degradation, "level": family.level}
     scores = {"mege": mege(sets["s_eq"]), "reco": reco(sets["s_eq"], sets["s_neq"]),
-              "reco_auc": reco_auc(sets["s_eq"], sets["s_neq"]),
-              "reco_balanced": reco(sets["s_eq"], sets["s_neq"], rates="balanced-accuracy")}
+              "reco_as_written": reco(sets["s_eq"], sets["s_neq"], rates="as-written"),
+              "reco_auc": reco_auc(sets["s_eq"], sets["s_neq"])}
     rows = [tidy_rows(torch.tensor([value]), metric=metric, **labels_of).assign(sample=-1)
             for metric, value in scores.items()]
     rows.append(tidy_rows(fidelity, metric="mu_fidelity", **labels_of))
-    return pd.concat(rows, ignore_index=True), (sets["s_eq"], sets["s_neq"]), maps
+    intervals = run.cached_json(f"intervals/{family.name}/{method}", lambda: {
+        "rows": score_intervals(pairs, scores, len(x), config)})["rows"]
+    intervals = pd.DataFrame(intervals).assign(**labels_of)
+    return pd.concat(rows, ignore_index=True), (sets["s_eq"], sets["s_neq"]), maps, intervals
 
 
 def score_family(run: RunFolder, family: Family, x, labels) -> FamilyScores:
-    """MeGe, ReCo, ReCo_AUC (one row each per method) and muFidelity (one row per image) of ``family``."""
+    """MeGe, ReCo (both readings), ReCo_AUC (one row each per method), muFidelity (one row per image), and the
+    intervals and noise floors of MeGe and ReCo, of ``family``."""
     predicted = run.cached_tensors(f"predictions/{family.name}", lambda: {
         "predicted": torch.stack([predictions(model, x).argmax(dim=1) for model in family.models])})["predicted"]
     targets = labels.expand_as(predicted) if run.config["target"] == "label" else predicted
-    tables, separation, examples = [], {}, {}
+    tables, separation, examples, intervals = [], {}, {}, []
     for method in run.config["explainers"]:
-        rows, separation[method], maps = score_method(run, family, method, x, labels, predicted, targets)
+        rows, separation[method], maps, bounds = score_method(run, family, method, x, labels, predicted, targets)
         tables.append(rows)
         examples[method] = maps[0, :8]
-    return FamilyScores(pd.concat(tables, ignore_index=True), separation, examples)
+        intervals.append(bounds)
+    return FamilyScores(pd.concat(tables, ignore_index=True), separation, examples,
+                        pd.concat(intervals, ignore_index=True))
 
 
 def held_out_accuracy(run: RunFolder, family: Family, data) -> pd.DataFrame:
@@ -349,6 +443,26 @@ def separation_table(scores: dict[str, FamilyScores]) -> pd.DataFrame:
             rows.append({"model": family, "method": method, "n_s_eq": len(finite_eq), "n_s_neq": len(finite_neq),
                          "mean_s_eq": finite_eq.double().mean().item(), "mean_s_neq": finite_neq.double().mean().item(),
                          "undefined_s_eq": len(s_eq) - len(finite_eq), "undefined_s_neq": len(s_neq) - len(finite_neq)})
+    return pd.DataFrame(rows)
+
+
+def distance_tests(config: dict) -> pd.DataFrame:
+    """The two sanity tests of appendix F on every candidate distance (``xaitrust.metrics.distance_sanity``): one row
+    per distance with pass/fail, the largest relative drop of each curve below its running maximum, and the curves'
+    first and last values (moving point: distance to the first image at no and at the largest displacement; noise: mean
+    distance to the clean image at the smallest and the largest sigma)."""
+    results = distance_sanity_tests(n_positions=config["distance_test_positions"],
+                                    repeats=config["distance_test_repeats"], seed=config["seed"])
+    rows = []
+    for name, outcome in results.items():
+        noise = outcome.noise.mean(dim=1)
+        rows.append({"distance": name, "used": name == config["distance"],
+                     "moving_point": "pass" if outcome.passes_moving_point else "fail",
+                     "moving_point_drop": outcome.moving_point_drop,
+                     "moving_point_first": float(outcome.moving_point[0]),
+                     "moving_point_last": float(outcome.moving_point[-1]),
+                     "noise": "pass" if outcome.passes_noise else "fail", "noise_drop": outcome.noise_drop,
+                     "noise_first": float(noise[0]), "noise_last": float(noise[-1])})
     return pd.DataFrame(rows)
 
 
@@ -386,8 +500,8 @@ def explained_samples(data, config: dict) -> torch.Tensor:
 def sanity_findings(sanity: pd.DataFrame) -> list[str]:
     """For each degradation and metric: how many methods score lower at the strongest level than when clean, how far
     the mean over methods moves, and how far the random control moves. The control matters for ``reco``: eq. 6 as
-    printed compares shares of S= and S!=, whose sizes follow the accuracy, so it can drop for maps that carry no
-    information at all; ``reco_balanced`` cannot."""
+    printed (``reco_as_written``) compares shares of S= and S!=, whose sizes follow the accuracy, so it can drop for
+    maps that carry no information at all; ``reco`` (rates) cannot."""
     lines = []
     for (degradation, metric), part in sanity.groupby(["degradation", "metric"], sort=False):
         means = part.pivot_table(index="method", columns="level", values="mean", dropna=False)
@@ -411,7 +525,25 @@ def sanity_findings(sanity: pd.DataFrame) -> list[str]:
     return lines
 
 
-def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame, base: str) -> list[str]:
+def floor_findings(intervals: pd.DataFrame, base: str) -> list[str]:
+    """Per ReCo reading on ``base``: which methods (the random control apart) score above the 95% noise floor."""
+    lines = []
+    for metric, what in (("reco", "ReCo"), ("reco_as_written", "ReCo as written")):
+        part = intervals[(intervals["model"] == base) & (intervals["metric"] == metric)
+                         & (intervals["method"] != "random")].dropna(subset=["value", "floor_95"])
+        if not len(part):
+            continue
+        above = part[part["value"] > part["floor_95"]]["method"].tolist()
+        low, high = part["floor_95"].min(), part["floor_95"].max()
+        floors = f"{low:.3f}" if f"{low:.3f}" == f"{high:.3f}" else f"{low:.3f}-{high:.3f}"
+        lines.append(f"{what} on {base}: {len(above)} of {len(part)} methods above the 95% noise floor of "
+                     f"uninformative distances ({floors} for these sizes of S= and S!=)"
+                     f"{': ' + ', '.join(above) if above else ''}.")
+    return lines
+
+
+def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame, base: str,
+             intervals: pd.DataFrame | None = None) -> list[str]:
     """Plain sentences computed from the numbers."""
     lines = []
     for family, part in accuracy.groupby("model", sort=False):
@@ -419,7 +551,7 @@ def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame
         lines.append(f"{family}: held-out accuracy {values.mean():.3f} (folds {values.min():.3f}-{values.max():.3f}).")
     means = summary[summary["model"] == base].pivot_table(index="method", columns="metric", values="mean", dropna=False)
     methods = means.drop(index="random", errors="ignore")
-    for metric in ("mege", "reco", "reco_balanced", "mu_fidelity"):
+    for metric in ("mege", "reco", "reco_as_written", "mu_fidelity"):
         column = methods[metric].dropna()
         if not len(column):
             lines.append(f"{metric} on {base}: undefined for every method (S= or S!= is empty, see the S=/S!= sizes).")
@@ -430,11 +562,13 @@ def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame
         if np.isfinite(random):
             line += f"; random {random:.3f}, beaten by {int((column > random).sum())} of {len(column)}"
         lines.append(line + ".")
+    if intervals is not None and len(intervals):
+        lines += floor_findings(intervals, base)
     lines += sanity_findings(sanity)
     if LIPSCHITZ_MODEL in set(summary["model"]) and base != LIPSCHITZ_MODEL:
         pairs = summary[summary["model"].isin([base, LIPSCHITZ_MODEL])]
         table = pairs.pivot_table(index=["metric", "method"], columns="model", values="mean", dropna=False)
-        for metric in ("mege", "reco", "reco_balanced"):
+        for metric in ("mege", "reco", "reco_as_written"):
             scores = table.loc[metric]
             gain = (scores[LIPSCHITZ_MODEL] - scores[base]).drop(index="random", errors="ignore").dropna()
             if not len(gain):
@@ -488,11 +622,46 @@ def execute(run: RunFolder) -> Path:
     run.write_table("accuracy", accuracy)
     sanity = sanity_table(summary, base.name)
     run.write_table("sanity", sanity)
-    return write_run_report(run, summary, accuracy, separation, sanity, scores, x[:8], len(x))
+    intervals = pd.concat([scored.intervals for scored in scores.values()], ignore_index=True)
+    run.write_table("intervals", intervals)
+    distances = pd.DataFrame(run.cached_json("distance_tests", lambda: {
+        "rows": distance_tests(config).to_dict("records")})["rows"])
+    run.write_table("distance_tests", distances)
+    return write_run_report(run, summary, accuracy, separation, sanity, scores, x[:8], len(x), intervals, distances)
 
 
-def write_run_report(run, summary, accuracy, separation, sanity, scores, images, n_images: int) -> Path:
-    """Figures and ``report.html``: the clean families' scores side by side, S=/S!= histograms, the sanity check."""
+def interval_table(intervals: pd.DataFrame) -> pd.DataFrame:
+    """The clean families' MeGe and ReCo with their 95% bootstrap intervals and ReCo's noise floor, as text."""
+    clean = intervals[intervals["degradation"] == "none"]
+    names = {"mege": "MeGe", "reco": "ReCo", "reco_as_written": "ReCo as written (eq. 6)"}
+    rows = {}
+    for row in clean.itertuples():
+        cells = rows.setdefault((row.model, row.method), {})
+        cells[f"{names[row.metric]} [95% CI]"] = f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+        if row.metric != "mege":
+            cells[f"{names[row.metric]}: noise floor, mean / 95%"] = f"{row.floor_mean:.3f} / {row.floor_95:.3f}"
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.names = ["model", "method"]
+    return table
+
+
+def distance_test_table(distances: pd.DataFrame) -> pd.DataFrame:
+    """``distance_tests`` as text, one column per test: pass/fail, the largest drop and the curve's first and last
+    values."""
+    def cell(row, test):
+        return (f"{row[test]} (drop {100 * row[f'{test}_drop']:.1f}%; {row[f'{test}_first']:.3g} -> "
+                f"{row[f'{test}_last']:.3g})")
+
+    return pd.DataFrame({"used here": distances["used"].map({True: "yes", False: ""}).to_numpy(),
+                         "F.1 moving point": [cell(row, "moving_point") for _, row in distances.iterrows()],
+                         "F.2 noise": [cell(row, "noise") for _, row in distances.iterrows()]},
+                        index=pd.Index(distances["distance"], name="distance"))
+
+
+def write_run_report(run, summary, accuracy, separation, sanity, scores, images, n_images: int, intervals,
+                     distances) -> Path:
+    """Figures and ``report.html``: the clean families' scores side by side with their intervals and noise floors,
+    S=/S!= histograms, the sanity check, the distance tests."""
     config, figures = run.config, run.path / "figures"
     base = ModelSource.from_config(config).label
     clean = summary[summary["degradation"] == "none"]
@@ -509,7 +678,27 @@ def write_run_report(run, summary, accuracy, separation, sanity, scores, images,
         f"{config['k']}-fold cross-training on {config['train_size'] or 'all'} {config['dataset']} training images; "
         f"{n_images} images explained ({config['target']} class, {config['output']}, maps reduced by "
         f"{config['reduction']}), distance: {distance}. MeGe, ReCo, ReCo_AUC and muFidelity: higher is better. "
-        "muFidelity is the mean over the images, each scored on the model that did not train on it."
+        "muFidelity is the mean over the images, each scored on the model that did not train on it. "
+        "ReCo (reco) takes TPR and TNR as the rates the paper's text names (share of S= below and of S!= above the "
+        "threshold), as the authors' code does; reco_as_written takes eq. 6 as printed (shares of each side of the "
+        "threshold), which the sizes of S= and S!= push towards |S=| / |S| for any maps."
+    )
+    intervals_text = (
+        f"95% percentile bootstrap intervals over {config['bootstrap_samples']} resamples of the {n_images} explained "
+        "images (each resampled image brings all its pairs). Noise floor: the ReCo of S= and S!= sets of the same "
+        f"sizes whose distances carry no information ({config['floor_draws']} random assignments of the distances to "
+        "the two sets): its mean and 95% quantile. A ReCo below the 95% floor is indistinguishable from "
+        "uninformative maps; for ReCo as written the floor shows how far the sizes alone carry it. ReCo is a maximum "
+        "over thresholds, so resampling biases it upwards: its interval can sit mostly above the value."
+    )
+    distances_text = (
+        "Appendix F of the paper: F.1 a point of interest moves across a 32 x 32 image "
+        f"({config['distance_test_positions']} positions); the distance to the first image must grow monotonically. "
+        f"F.2 Gaussian noise of growing sigma ({config['distance_test_repeats']} draws per sigma); the mean distance "
+        "to the clean image must grow monotonically. A curve passes when it never falls more than 5% of its largest "
+        "value below its running maximum and ends above its start; drop: that largest fall, relative to the largest "
+        "value; a -> b: the curve from no to the largest displacement (F.1), from the smallest to the largest sigma "
+        "(F.2). The paper reports that every candidate passes both tests and keeps 1 - |Spearman|."
     )
     sanity_text = (
         f"Weight noise N(0, {config['noise_std']}) on {config['noise_unit']} shares {config['noise_levels']}; labels "
@@ -522,16 +711,20 @@ def write_run_report(run, summary, accuracy, separation, sanity, scores, images,
     sections = [
         Section("Scores of the clean families (paper Tables 1-3, 7)", [scores_text],
                 tables={"Mean per method": side_by_side, "Held-out accuracy per fold model": accuracy}),
+        Section("Uncertainty of MeGe and ReCo, and ReCo's noise floor", [intervals_text],
+                tables={"Score [95% bootstrap interval] and noise floor": interval_table(intervals)}),
         Section("Sanity check: degraded models (paper Fig. 3/9, Fig. 4)", [sanity_text],
                 tables={"Score per level": sanity.pivot_table(index=["metric", "method"], values="mean",
                                                               columns=["degradation", "level"], dropna=False)},
                 figures=sanity_figures(figures, sanity)),
         Section("S= and S!= (paper Fig. 5/10)", [separation_text], tables={"Sizes and means": separation},
                 figures=histograms),
+        Section("Distance sanity tests (paper appendix F)", [distances_text],
+                tables={"Each candidate distance, each test": distance_test_table(distances)}),
         Section("Example maps", [], figures={
             f"Maps of fold model 0 ({family})": plot_map_grid(figures / f"maps-{family}.png", images,
                                                               scores[family].examples, title=family)
             for family in clean["model"].unique()}),
     ]
-    return write_report(run.path / "report.html", "MeGe and ReCo", findings(summary, accuracy, sanity, base), sections,
-                        tomli_w.dumps(config))
+    return write_report(run.path / "report.html", "MeGe and ReCo", findings(summary, accuracy, sanity, base, intervals),
+                        sections, tomli_w.dumps(config))

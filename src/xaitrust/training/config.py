@@ -24,6 +24,7 @@ from ..errors import XaitrustError
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "step", "cosine")
 AUGMENTATIONS = ("flip", "fpa", "erasing")
+LOSSES = ("cross-entropy", "tau-cross-entropy")
 #: Where FPA places its squares (``xaitrust.training.augment.feature_perturbation``).
 FPA_SQUARES = ("selected", "every-pixel")
 
@@ -57,6 +58,11 @@ class TrainConfig:
             ``xaitrust.training.augment.random_erasing``); ``erasing_value`` is a number or a per-channel tuple like
             ``fpa_value``.
         seed: seeds the shuffling, the augmentation and dropout (and, through ``TrainingJob``, the model's init).
+        loss: ``"cross-entropy"`` or ``"tau-cross-entropy"``, ``CE(tau * logits, y) / tau`` (Béthune, Boissin,
+            Serrurier, Mamalet, Friedrich & González-Sanz 2022, "Pay attention to your loss: understanding
+            misconceptions about 1-Lipschitz neural networks"; deel-torchlip's ``TauCrossEntropyLoss``): the loss of
+            1-Lipschitz networks, whose logits cannot grow large enough for plain cross-entropy to be minimised.
+        tau: the temperature of ``"tau-cross-entropy"`` (must stay 1 with ``"cross-entropy"``).
     """
 
     optimizer: str = "adam"
@@ -81,6 +87,8 @@ class TrainConfig:
     erasing_ratio: tuple[float, float] = (0.3, 1 / 0.3)
     erasing_value: float | tuple[float, ...] = 0.0
     seed: int = 0
+    loss: str = "cross-entropy"
+    tau: float = 1.0
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so that configs compare and hash equal.
@@ -100,6 +108,12 @@ class TrainConfig:
             raise XaitrustError(f"fpa_squares must be one of {', '.join(FPA_SQUARES)}; got {self.fpa_squares!r}")
         if not self.lr > 0:
             raise XaitrustError(f"lr must be positive; got {self.lr}")
+        if self.loss not in LOSSES:
+            raise XaitrustError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if not 0 < self.tau < math.inf:
+            raise XaitrustError(f"tau must be a positive finite temperature; got {self.tau}")
+        if self.loss == "cross-entropy" and self.tau != 1:
+            raise XaitrustError(f"tau = {self.tau} only applies to loss 'tau-cross-entropy'; set that loss or tau = 1")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise XaitrustError(
                 f"need weight_decay >= 0 and momentum in [0, 1); got {self.weight_decay}, {self.momentum}"
@@ -137,7 +151,7 @@ class TrainConfig:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

@@ -1,4 +1,5 @@
-"""The training loop: mini-batch cross-entropy training of an ``ImageClassifier`` on an in-memory ``ImageDataset``.
+"""The training loop: mini-batch training of an ``ImageClassifier`` on an in-memory ``ImageDataset`` with cross-entropy
+or its temperature-scaled form for 1-Lipschitz networks (``TrainConfig.loss``, ``training_loss``).
 
 Batches are slices of the dataset's tensors in a seeded random order (no DataLoader: the data already sits in memory).
 Every random draw is seeded by ``config.seed``: the shuffling and the augmentation come from one ``torch.Generator``;
@@ -105,6 +106,18 @@ def _check_inputs(model: torch.nn.Module, train: ImageDataset, val: ImageDataset
             raise XaitrustError(f"{data.name} has {data.num_classes} classes but the model only {spec['num_classes']}")
 
 
+def training_loss(logits: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Mean loss of a batch: cross-entropy, or with ``config.loss = "tau-cross-entropy"`` the temperature-scaled
+    ``CE(tau * logits, y) / tau`` of Béthune et al. ("Pay attention to your loss"; deel-torchlip's
+    ``TauCrossEntropyLoss``). A 1-Lipschitz network's logits move by at most ``L ||x - x'||`` between images, too
+    little for the softmax to saturate at temperature 1; ``tau`` sets the margin the loss asks for (large ``tau``: a
+    hinge-like loss on the margin, accurate; small ``tau``: larger margins, more robust), and dividing by ``tau``
+    keeps the gradient scale of plain cross-entropy."""
+    if config.loss == "tau-cross-entropy":
+        return F.cross_entropy(config.tau * logits, y) / config.tau
+    return F.cross_entropy(logits, y)
+
+
 def _train_epoch(
     model, optimizer, train: ImageDataset, config: TrainConfig, generator, description: str, progress: bool
 ) -> dict:
@@ -119,7 +132,7 @@ def _train_epoch(
             x = augment_batch(train.x[indices], config, generator).to(device)
             y = train.y[indices].to(device)
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = training_loss(logits, y, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
