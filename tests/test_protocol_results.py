@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xaitrust.intervals import ci95_half_width
+from xaitrust.statistics import ci95_half_width
 from xaitrust.protocols.results import summarize
 
 T_975 = {1: 12.706205, 2: 4.302653, 4: 2.776445}  # t_{0.975, dof} from a table

@@ -44,7 +44,7 @@ from ..calibration import TemperatureScaling, density_ece, ece
 from ..calibration.plots import reliability_diagram
 from ..errors import XaitrustError
 from ..explainers.reduce import REDUCTIONS, normalize_maps, reduce_attributions
-from ..intervals import ci95_half_width
+from ..statistics import ci95_half_width
 from ..metrics import deletion
 from ..metrics.binarize import otsu_masks
 from ..report.figures import (

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..intervals import ci95_half_width
+from ..statistics import ci95_half_width
 
 RESULT_COLUMNS = ("metric", "method", "model", "sample", "value")
 

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
-from ..intervals import ci95_half_width  # noqa: E402
+from ..statistics import ci95_half_width  # noqa: E402
 from ..io import atomic_write  # noqa: E402
 
 
