@@ -29,6 +29,7 @@ from ._inputs import (
     data_options,
     load_model_and_data,
     model_options,
+    parse_table,
     runtime_options,
 )
 
@@ -104,13 +105,16 @@ def _output_files(out: str) -> tuple[Path, Path]:
               help=f"Steps of {', '.join(STEPPED_METRICS)}.")
 @click.option("--ties", type=click.Choice(TIES), default="random", show_default=True,
               help="Order of equal map values in the curves: at random from the seed, or row by row.")
+@click.option("--metric-params", "metric_params_text", default="",
+              help="Parameters of the metrics as a TOML table per metric, e.g. "
+                   "\"data_randomisation = {randomised_model = 'runs/permuted'}\" (they override --steps).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
               help="Masked images per forward pass (default: automatic).")
 @runtime_options
 def command(model, weights, model_options_text, input_mean, input_std, cam_layer, dataset, data_root,
             dataset_options_text, explainers, metrics, n_images, out, reduction, target_kind, output, steps, ties,
-            seed, batch_size, device, threads):
+            metric_params_text, seed, batch_size, device, threads):
     """Explain N test images of MODEL with each explainer and score the maps with each metric.
 
     Writes one CSV row per sample x method x metric (columns sample: the dataset index, label, prediction,
@@ -130,6 +134,10 @@ def command(model, weights, model_options_text, input_mean, input_std, cam_layer
                             "xaitrust.evaluate(reference_maps=...))")
     with_masks = any("masks" in metric.needs for metric in chosen.values())
     metric_params = {name: {"steps": steps} for name in STEPPED_METRICS if name in metric_names}
+    for name, params in parse_table(metric_params_text, "--metric-params").items():
+        if not isinstance(params, dict):
+            raise XaitrustError(f"--metric-params: {name} must be a table of parameters, e.g. {name} = {{steps = 50}}")
+        metric_params[name] = {**metric_params.get(name, {}), **params}
     device = apply_runtime(device, threads)
     loaded = load_model_and_images(
         load_model_and_data(model, weights, model_options_text, input_mean, input_std, cam_layer, dataset, data_root,

@@ -36,11 +36,14 @@ DEFAULTS = PROFILES["default"].config
 @click.option("--weight-decay", type=float, default=DEFAULTS.weight_decay, show_default=True)
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds initialisation, shuffling, augmentation.")
+@click.option("--permute-labels", "permuted_labels", is_flag=True,
+              help="Train on the training labels randomly permuted (seeded by --seed): the model of the data "
+              "randomisation test (metric data_randomisation).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @runtime_options
 def command(dataset, root, dataset_options_text, limit, model, model_options_text, augmentation, epochs, batch_size,
-            optimizer, lr, momentum, weight_decay, schedule, seed, out, quiet, device, threads) -> None:
+            optimizer, lr, momentum, weight_decay, schedule, seed, permuted_labels, out, quiet, device, threads) -> None:
     """Train MODEL on DATASET and save it to OUT (model.safetensors + model.json).
 
     Rerunning the same command resumes an interrupted run, or does nothing if it had finished.
@@ -52,7 +55,8 @@ def command(dataset, root, dataset_options_text, limit, model, model_options_tex
     )
     result = train_on_dataset(dataset, model, config, out, root=root, train_limit=limit,
                               model_options=parse_table(model_options_text, "--model-options"), progress=not quiet,
-                              dataset_options=parse_table(dataset_options_text, "--dataset-options"), device=device)
+                              dataset_options=parse_table(dataset_options_text, "--dataset-options"), device=device,
+                              permuted_labels=permuted_labels)
     if result.reused:
         click.echo(f"{out} already holds this finished run; nothing trained")
     elif result.start_epoch:

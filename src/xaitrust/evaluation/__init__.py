@@ -9,6 +9,7 @@
 """
 
 from . import builtin  # noqa: F401  (registers the built-in metrics)
+from . import builtin_data_randomisation  # noqa: F401  (registers the data randomisation test)
 from . import builtin_faithfulness  # noqa: F401  (registers the faithfulness metrics of Quantus's family)
 from . import builtin_localisation  # noqa: F401  (registers the localisation, complexity and axiomatic metrics)
 from . import builtin_robustness  # noqa: F401  (registers the robustness and randomisation metrics)

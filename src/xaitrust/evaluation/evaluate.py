@@ -162,8 +162,8 @@ def _resolve_metrics(metrics, metric_params) -> dict[str, Metric]:
     if unknown:
         raise XaitrustError(f"metric_params names metrics that are not evaluated: {', '.join(unknown)}; "
                             f"evaluated: {', '.join(chosen)}")
-    for name, params in (metric_params or {}).items():
-        chosen[name].check_params(params)
+    for name, metric in chosen.items():  # every metric, so that one missing a parameter it needs fails here
+        metric.check_params((metric_params or {}).get(name, {}))
     return chosen
 
 

@@ -89,6 +89,8 @@ class Metric:
             (set from the function taking ``output``) or ``None`` (maps only).
         needs: the inputs of ``NEEDS`` it reads (from the function's parameters).
         params: its own parameters with their defaults (from the function's parameters).
+        check: called with the parameters a config sets (``check_params``), before any work, to refuse values the
+            metric cannot use (e.g. a file that does not exist) with an ``XaitrustError``.
     """
 
     name: str
@@ -97,6 +99,7 @@ class Metric:
     description: str
     source: str = ""
     output: str | None = None
+    check: object = None
     needs: frozenset = field(init=False)
     params: MappingProxyType = field(init=False)
     reads: tuple = field(init=False, repr=False)  # the evaluation's inputs and settings it takes, by name
@@ -156,6 +159,8 @@ class Metric:
                 f"metric {self.name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters: "
                 f"{', '.join(allowed) or 'none'}"
             )
+        if self.check is not None:
+            self.check(dict(params))
         return dict(params)
 
     def compute(self, inputs: MetricInputs, params=None) -> torch.Tensor:
@@ -177,13 +182,13 @@ class Metric:
 
 
 def define_metric(function=None, /, *, name: str | None = None, higher_is_better: bool, description: str,
-                  source: str = "", output: str | None = None):
+                  source: str = "", output: str | None = None, check=None):
     """A ``Metric`` from ``function`` (named after it unless ``name`` is given); as a decorator,
     ``@define_metric(higher_is_better=..., description=...)``. ``output`` fixes the score a metric without an
-    ``output`` parameter measures (see the module docstring)."""
+    ``output`` parameter measures (see the module docstring); ``check(params)`` refuses parameter values early."""
 
     def declare(function) -> Metric:
-        return Metric(name or function.__name__, function, higher_is_better, description, source, output)
+        return Metric(name or function.__name__, function, higher_is_better, description, source, output, check)
 
     return declare if function is None else declare(function)
 

@@ -5,7 +5,7 @@ ready-trained models."""
 from .augment import augment_batch, feature_perturbation, horizontal_flip, random_erasing
 from .checkpoint import load_metadata, load_model, save_checkpoint
 from .config import FPA_LARGE_IMAGES, TrainConfig
-from .degrade import parameterized_layers, randomize_weights, reinitialize_layers, shuffle_labels
+from .degrade import parameterized_layers, permute_labels, randomize_weights, reinitialize_layers, shuffle_labels
 from .jobs import Runner, SequentialRunner, TrainingJob, run_jobs
 from .kfold import KFoldResult, load_k_fold, train_k_fold
 from .pretrained import PROFILES, default_cache_dir, get_trained_model, train_on_dataset
@@ -36,6 +36,7 @@ __all__ = [
     "run_jobs",
     "save_checkpoint",
     "shuffle_labels",
+    "permute_labels",
     "train_k_fold",
     "train_model",
     "train_on_dataset",

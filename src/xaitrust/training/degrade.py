@@ -3,6 +3,7 @@ appendix E.2) and of Adebayo et al. 2018 ("Sanity checks for saliency maps"): an
 degraded predictor worse.
 
 * ``shuffle_labels``: the "switched labels" training sets (5%, 10%, 30% bad labels);
+* ``permute_labels``: the training labels randomly permuted, Adebayo's data randomisation test;
 * ``randomize_weights``: Gaussian noise ``N(0, std)``, ``std = 0.5``, *added* to the weights (MeGe, E.2: "we added
   noise drawn from a normal distribution N(0, 0.5)") of a share of the layers, from the output down;
 * ``parameterized_layers`` / ``reinitialize_layers``: the layers in top-down order and their re-initialisation, the
@@ -50,6 +51,17 @@ def shuffle_labels(y: torch.Tensor, fraction: float, seed: int = 0, num_classes:
     shuffled = y.long().clone()
     shuffled[chosen] = (shuffled[chosen] + offsets) % num_classes
     return shuffled
+
+
+def permute_labels(y: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The labels ``y`` in a random order (one permutation seeded by ``seed``): Adebayo et al. 2018, "Sanity checks
+    for saliency maps", section 4, data randomisation test: "we permute the training labels and train a model on the
+    randomized training data", a model that can only memorise. A permutation keeps every class's count and, unlike
+    ``shuffle_labels(y, 1.0)`` (every label moved to *another* class), leaves no trace of the true label."""
+    y = torch.as_tensor(y)
+    if y.ndim != 1 or y.dtype.is_floating_point or len(y) == 0:
+        raise XaitrustError(f"y must be a non-empty 1-D integer label tensor; got shape {tuple(y.shape)}, {y.dtype}")
+    return y.long()[torch.randperm(len(y), generator=torch.Generator().manual_seed(int(seed)))]
 
 
 def weight_parameters(module: nn.Module) -> list[nn.Parameter]:

@@ -15,6 +15,7 @@ history and the checkpoint metrics (``test_accuracy``), never used to choose any
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +28,7 @@ from ..devices import on_device
 from ..errors import XaitrustError
 from ..models import build_model
 from .config import TrainConfig, fingerprint
+from .degrade import permute_labels
 from .jobs import TrainingJob
 from .trainer import TrainResult
 
@@ -67,12 +69,16 @@ def train_on_dataset(
     progress: bool = True,
     dataset_options: dict | None = None,
     device: torch.device | str = "cpu",
+    permuted_labels: bool = False,
 ) -> TrainResult:
     """Load ``dataset`` (its train and test splits with the loader's ``dataset_options``, or stratified subsets of
     ``train_limit`` / ``test_limit`` images), build ``model`` (a built-in name or ``path/to/file.py:Name``) for it
     (initialised with ``config.seed``, on ``device``) and train it with ``config`` into ``out_dir``, validating on the
-    test split; resumes or reuses what ``out_dir`` holds."""
+    test split; resumes or reuses what ``out_dir`` holds. ``permuted_labels`` trains on the training labels randomly
+    permuted with ``config.seed`` (``permute_labels``), the model of the data randomisation test."""
     train = load_dataset(dataset, root, "train", limit=train_limit, **(dataset_options or {}))
+    if permuted_labels:
+        train = dataclasses.replace(train, y=permute_labels(train.y, config.seed))
     test = load_dataset(dataset, root, "test", limit=test_limit, **(dataset_options or {}))
     architecture = partial(
         build_model, model, train.in_channels, train.num_classes, train.image_size, **(model_options or {})
