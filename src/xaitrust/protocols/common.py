@@ -105,11 +105,12 @@ def check_metric_names(config: dict) -> None:
         names = [metric.name for metric in listed]
         duplicated = sorted({name for name in names if names.count(name) > 1})
         raise XaitrustError(f"config key 'metrics' lists {', '.join(duplicated)} twice; list each metric once")
-    for name, params in config["metric_params"].items():
+    for name in config["metric_params"]:
         if name not in metrics:
             raise XaitrustError(f"config key 'metric_params' names {name!r}, which 'metrics' does not list "
                                 f"(metric names: {', '.join(metrics)})")
-        metrics[name].check_params(params)
+    for name, metric in metrics.items():  # every metric, so that one missing a parameter it needs fails here
+        metric.check_params(config["metric_params"].get(name, {}))
 
 
 def check_model_source(config: dict) -> None:
