@@ -60,17 +60,24 @@ def digits_data():
 
 @pytest.fixture(scope="session")
 def run_smoke(tmp_path_factory, one_torch_thread):
-    """``run_smoke(protocol) -> (out, report, seconds)``: run ``protocol``'s smoke profile on one torch thread into a
-    fresh run folder, timed."""
+    """``run_smoke(protocol) -> (out, report, seconds)``: ``protocol``'s smoke profile, run on one torch thread into a
+    fresh run folder and timed, once per session: later calls return the same run.
+
+    Tests may read the run folder and resume the run in it (a rerun with the same config reuses every finished piece),
+    but must not change or delete its files; a test that needs that, or a run of its own, makes its own run."""
     import time
 
     from xaitrust.protocols import run_protocol
 
+    runs = {}
+
     def run(protocol: str):
-        out = tmp_path_factory.mktemp(protocol) / "run"
-        began = time.perf_counter()
-        with one_torch_thread():
-            report = run_protocol(protocol, profile="smoke", out=out)
-        return out, report, time.perf_counter() - began
+        if protocol not in runs:
+            out = tmp_path_factory.mktemp(protocol) / "run"
+            began = time.perf_counter()
+            with one_torch_thread():
+                report = run_protocol(protocol, profile="smoke", out=out)
+            runs[protocol] = out, report, time.perf_counter() - began
+        return runs[protocol]
 
     return run

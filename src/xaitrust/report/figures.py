@@ -19,7 +19,8 @@ from ..io import atomic_write  # noqa: E402
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
-    fig.tight_layout()
+    # A figure title gets a band of its own (about 0.4 inch): tight_layout would otherwise let the top row cover it.
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if fig._suptitle is not None else None)
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
     return path

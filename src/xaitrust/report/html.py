@@ -23,11 +23,12 @@ LONG_TABLE = 25
 
 STYLE = """
 * { box-sizing: border-box; }
-body { font-family: system-ui, sans-serif; max-width: 1240px; margin: 1.5em auto; padding: 0 1em; color: #222;
-       overflow-wrap: anywhere; }
+body { font-family: system-ui, sans-serif; max-width: 1240px; margin: 1.5em auto; padding: 0 1em; color: #222; }
+p, li, figcaption, summary { overflow-wrap: anywhere; }
 h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.45em; text-align: right; }
+td { white-space: nowrap; } th { overflow-wrap: anywhere; min-width: 3.5em; }
 th { background: #f2f2f2; font-weight: 600; } .table { max-width: 100%; overflow-x: auto; }
 td:first-child, th:first-child { text-align: left; }
 .table.wide table { font-size: 0.72em; } .table.wide th { white-space: normal; }
