@@ -1,5 +1,7 @@
 """End to end: the Calibrate-to-Interpret protocol's smoke profile."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,15 +11,15 @@ from scipy import stats
 from xaitrust.errors import XaitrustError
 from xaitrust.metrics.binarize import otsu_masks
 from xaitrust.metrics.coherence import binary_total_variation, otsu_tv
-from xaitrust.protocols import calibrate_to_interpret as c2i
 from xaitrust.protocols.calibrate_to_interpret import (
-    OWN_MODEL,
     SPEC,
     deletion_comparison,
     sweep_correlations,
 )
 from xaitrust.protocols.config import PROFILES, resolve_config
 from xaitrust.protocols.scoring import ALL_METHODS, RANDOM_SUPERPIXELS, method_reduction
+from xaitrust.report import calibrate_to_interpret as c2i
+from xaitrust.report.calibrate_to_interpret import OWN_MODEL, QUESTION, headline
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +182,16 @@ def test_smoke_report_compares_the_maps_on_a_common_model_and_draws_the_papers_f
     text = report.read_text()
     assert "both models&#x27; maps on the uncalibrated model" in text and "Reliability diagram (dirichlet)" in text
 
+    # The page opens with the paper's question; summary.json holds the answer, computed from the run's tables.
+    stored = json.loads((out / "summary.json").read_text())
+    summary, calibration = pd.read_csv(out / "summary.csv"), pd.read_csv(out / "calibration.csv")
+    assert stored["question"] == QUESTION
+    assert stored["answer"] == headline(calibration, summary, comparison).answer
+    assert len(stored["answer"]) == 2 * len(config["calibrators"])
+    assert [row["difference"] for row in stored["deletion_comparison"]] == pytest.approx(
+        comparison["difference"].tolist(), nan_ok=True)
+    assert text.index("<div class='headline'>") < text.index("What this shows")
+
 
 def test_comparison_findings_give_each_interval_the_random_change_and_the_methods_beyond_it():
     row = {"calibrator": "dirichlet", "n": 10, "uncalibrated_maps": 0.5, "calibrated_maps": 0.4}
@@ -198,3 +210,47 @@ def test_comparison_findings_give_each_interval_the_random_change_and_the_method
     assert "Random: random -0.0400 [-0.0500, -0.0300]" in own and "lower for 1 and higher for 0 of 1 methods" in own
     assert "both models' maps on the uncalibrated model" in common and "different classes on 2 of 10 images" in common
     assert "mp +0.0200 [-0.0100, +0.0500]" in common and "lower for 0 and higher for 0 of 1 methods" in common
+
+
+def _comparison(calibrator, differences, minus_random=(0.0, 0.0)):
+    """``deletion_comparison`` rows of ``calibrator``: ``differences[method] = (difference, ci95)`` on the uncalibrated
+    model and, for the paper's comparison, every method at ``minus_random`` (value, ci95)."""
+    rows = []
+    for scored_on in ("uncalibrated", OWN_MODEL):
+        for method, (difference, ci95) in {**differences, "random": (0.0, 0.0)}.items():
+            rows.append({"calibrator": calibrator, "scored_on": scored_on, "method": method, "n": 10,
+                         "class_changed": 0, "uncalibrated_maps": 0.5, "calibrated_maps": 0.5 + difference,
+                         "difference": difference, "ci95": ci95, "minus_random": minus_random[0],
+                         "minus_random_ci95": minus_random[1]})
+    return pd.DataFrame(rows)
+
+
+def test_headline_counts_only_changes_whose_intervals_exclude_zero_and_says_when_none_does():
+    calibration = pd.DataFrame([{"model": "uncalibrated", "ece": 0.06, "density_ece": 0.05, "accuracy": 0.8},
+                                {"model": "temperature", "ece": 0.02, "density_ece": 0.015, "accuracy": 0.8}])
+    summary = pd.DataFrame([
+        {"metric": "ssim_to_uncalibrated", "method": "mp", "model": "temperature", "mean": 0.8, "std": 0.1, "n": 10,
+         "ci95": 0.05},
+        {"metric": "ssim_to_uncalibrated", "method": "sens", "model": "temperature", "mean": 0.99, "std": 0.03,
+         "n": 10, "ci95": 0.02},
+        {"metric": "ssim_to_uncalibrated", "method": "random", "model": "temperature", "mean": 0.1, "std": 0.1,
+         "n": 10, "ci95": 0.05},
+    ])
+    resolved = _comparison("temperature", {"mp": (-0.1, 0.05), "sens": (0.01, 0.02)}, minus_random=(-0.06, 0.05))
+    answer = headline(calibration, summary, resolved)
+    assert answer.question == QUESTION
+    change, faithful = answer.answer
+    assert change == ("temperature: density ECE 0.0500 -> 0.0150 on held-out images; mean SSIM of its maps to the "
+                      "uncalibrated ones from 0.800 [0.750, 0.850] (mp) to 0.990 [0.970, 1.010] (sens), below 1 by "
+                      "the 95% CI for 1 of 2 methods.")
+    assert faithful == ("Scored on the uncalibrated model, the temperature maps' deletion area is lower (more "
+                        "faithful) for 1 and higher for 0 of 2 methods (95% CI of the paired difference over 10 "
+                        "images; largest: mp -0.1000 [-0.1500, -0.0500]); each on its own model, beyond the random "
+                        "maps' change (the paper's comparison): lower for 2 and higher for 0.")
+
+    unresolved = _comparison("temperature", {"mp": (-0.1, 0.15), "sens": (0.01, 0.02)}).assign(class_changed=3)
+    faithful = headline(calibration, summary, unresolved).answer[1]
+    assert "lower (more faithful) for 0 and higher for 0 of 2 methods" in faithful
+    assert "over 10 images, 3 of them with another class explained by the two models;" in faithful
+    assert "largest: mp -0.1000 [-0.2500, +0.0500]" in faithful
+    assert faithful.endswith("; not resolved: every 95% CI on the common model includes 0.")

@@ -19,10 +19,20 @@ from xaitrust.protocols import PROFILES, RunFolder, run_protocol
 from xaitrust.protocols.common import load_splits
 from xaitrust.protocols.config import resolve_config
 from xaitrust.protocols.fpa import (
-    ESTIMATORS, SPEC, augmentation, estimator_maps, explainer_params, findings, group_order, mean_ci, peak_text,
-    reference_point, regime_curves, regime_recipe, removal_fill, removal_value,
+    ESTIMATORS,
+    SPEC,
+    augmentation,
+    estimator_maps,
+    explainer_params,
+    reference_point,
+    regime_curves,
+    regime_recipe,
+    removal_fill,
+    removal_value,
 )
 from xaitrust.protocols.results import RESULT_COLUMNS
+from xaitrust.report.fpa import QUESTION, findings, group_order, headline, peak_text
+from xaitrust.statistics import normal_interval
 from xaitrust.testing.oracles import LinearModel
 
 
@@ -55,8 +65,16 @@ def test_run_folder_holds_areas_per_regime_and_estimator(smoke_run):
     assert per_estimator.to_numpy() == pytest.approx(means.sort_index().to_numpy())
     assert set(summary.loc[summary["method"] == "IG_sum", "kind"]) == {"signed"}
 
+    # The page opens with the paper's question and the answer summary.json holds, computed from summary.csv.
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored["question"] == QUESTION and stored["answer"] == headline(summary).answer
+    assert [row["A"] for row in stored["summary"]] == pytest.approx(summary["A"].tolist())
+    assert set(stored["regime_changes"]) == {"fpa", "erasing"}
     page = report.read_text()
-    findings = re.search(r"<ul class='findings'>(.*?)</ul>", page, re.S).group(1)
+    box = re.search(r"<div class='headline'>(.*?)</div>", page, re.DOTALL).group(1)
+    assert page.index("<div class='headline'>") < page.index("What this shows")
+    assert QUESTION in box and box.count("<li>") == len(stored["answer"]) == 3
+    findings = re.search(r"<ul class='findings'>(.*?)</ul>", page, re.DOTALL).group(1)
     assert findings.count("<li>") >= 5
     assert all(f"{regime}: largest A" in findings for regime in config["regimes"])
     assert "fpa vs no augmentation" in findings and "Importance scores in LIF order (IG_sum)" in page
@@ -112,6 +130,21 @@ def test_signed_maps_add_up_to_the_change_removal_makes_only_from_the_removal_va
     assert resolve_config(SPEC, "paper")["reference"] == "removal"
 
 
+def test_the_lif_peak_interval_is_the_normal_approximation_at_the_peak_fraction():
+    from xaitrust.protocols.fpa import fidelity_rows
+
+    lif = torch.full((4, 20), 0.5, dtype=torch.float64)
+    lif[:, 5] = torch.tensor([1.0, 2.0, 3.0, 4.0])  # the mean LIF curve peaks at 25% removed
+    part = {"mif": torch.zeros(4, 20, dtype=torch.float64), "lif": lif, "maps": torch.rand(4, 4, 4),
+            "clean": torch.ones(4)}
+    (row,) = fidelity_rows({"IG_sum": part}, "fpa")[1].to_dict("records")
+    half = 1.959964 * 1.290994 / 2  # z_0.975 * sd([1, 2, 3, 4]) / sqrt(4)
+    assert (row["lif_peak"], row["lif_peak_percent"]) == pytest.approx((2.5, 25.0))
+    assert (row["lif_peak_ci_low"], row["lif_peak_ci_high"]) == pytest.approx((2.5 - half, 2.5 + half))
+    at_peak = normal_interval(lif[:, 5].numpy())
+    assert (row["lif_peak_ci_low"], row["lif_peak_ci_high"]) == (at_peak.low, at_peak.high)
+
+
 def test_images_with_a_non_positive_clean_logit_are_left_out_of_the_summaries():
     from xaitrust.protocols.fpa import fidelity_rows
 
@@ -150,7 +183,7 @@ def test_smoke_run_removes_pixels_with_the_training_mean(smoke_run):
     peak = summary["lif_peak"]
     assert ((summary["lif_peak_ci_low"] <= peak) & (peak <= summary["lif_peak_ci_high"])).all()
     page = report.read_text()
-    findings = re.search(r"<ul class='findings'>(.*?)</ul>", page, re.S).group(1)
+    findings = re.search(r"<ul class='findings'>(.*?)</ul>", page, re.DOTALL).group(1)
     assert "Accuracy on the 8 explained images: none" in findings and "on the test split (500 images)" in findings
 
 
@@ -191,9 +224,50 @@ def test_curves_set_removed_pixels_to_the_fill_in_every_channel(tmp_path):
 
 
 def _row(method, kind, a, low, high, **extra):
-    return {"model": "fpa", "method": method, "kind": kind, "A": a, "ci_low": low, "ci_high": high, "mif_area": 0.0,
-            "lif_area": 0.0, "lif_peak": 1.0, "lif_peak_ci_low": 1.0, "lif_peak_ci_high": 1.0, "lif_peak_percent": 0.0,
-            **extra}
+    return {"model": "fpa", "method": method, "kind": kind, "n": 8, "A": a, "ci_low": low, "ci_high": high,
+            "mif_area": 0.0, "lif_area": 0.0, "lif_peak": 1.0, "lif_peak_ci_low": 1.0, "lif_peak_ci_high": 1.0,
+            "lif_peak_percent": 0.0, **extra}
+
+
+def _intervals(text: str) -> set[tuple[float, float, float]]:
+    """Every ``A [low, high]`` the text states."""
+    return {tuple(map(float, found)) for found in re.findall(r"(-?\d+\.\d) \[(-?\d+\.\d), (-?\d+\.\d)\]", text)}
+
+
+def test_headline_names_the_leader_and_the_change_only_when_the_intervals_are_apart():
+    def summary(rows):
+        return pd.DataFrame([_row(*row[:5], model=row[5]) for row in rows])
+
+    separated = summary([
+        ("random", "baseline", 0.1, -1.0, 1.2, "none"), ("IG_sum", "signed", 120, 110, 130, "none"),
+        ("SG_abs", "unsigned", 60, 58, 62, "none"),
+        ("random", "baseline", -0.2, -1.5, 1.1, "fpa"), ("IG_sum", "signed", 150, 140, 160, "fpa"),
+        ("SG_abs", "unsigned", 70, 68, 72, "fpa"),
+    ])
+    answer = headline(separated)
+    assert answer.question == QUESTION and len(answer.answer) == 2
+    change, leader = answer.answer
+    assert change.startswith("Against no augmentation, FPA raised A for 2 of 2 estimators, 2 with disjoint 95% CIs")
+    assert "largest change: IG_sum 120.0 [110.0, 130.0] -> 150.0 [140.0, 160.0]" in change
+    assert leader.startswith("Under FPA the signed estimators lead: best signed IG_sum (A = 150.0 [140.0, 160.0])")
+    assert "best unsigned SG_abs (A = 70.0 [68.0, 72.0])" in leader and "not resolved" not in " ".join(answer.answer)
+    # Every interval the answer states is a row of the table.
+    rows = set(zip(separated["A"], separated["ci_low"], separated["ci_high"]))
+    assert _intervals(" ".join(answer.answer)) <= rows and len(_intervals(" ".join(answer.answer))) == 3
+
+    overlapping = summary([
+        ("IG_sum", "signed", 72, 55, 89, "none"), ("SG_abs", "unsigned", 65, 50, 80, "none"),
+        ("IG_sum", "signed", 75, 60, 90, "fpa"), ("SG_abs", "unsigned", 70, 60, 80, "fpa"),
+    ])
+    change, leader = headline(overlapping).answer
+    assert change == ("Against no augmentation, FPA raised A for 2 of 2 estimators; no change is resolved, every 95% "
+                      "CI overlapping that of no augmentation (over 8 images; largest change: SG_abs 65.0 [50.0, "
+                      "80.0] -> 70.0 [60.0, 80.0]).")
+    assert leader.startswith("Under FPA signed and unsigned estimators are not resolved: best signed IG_sum (A = "
+                             "75.0 [60.0, 90.0]), best unsigned SG_abs (A = 70.0 [60.0, 80.0])")
+    without_fpa = headline(overlapping[overlapping["model"] == "none"]).answer
+    assert without_fpa[0] == "The run has no FPA model, so whether FPA changes A is not measured."
+    assert without_fpa[1].startswith("Under no augmentation signed and unsigned estimators are not resolved")
 
 
 def test_group_verdicts_need_disjoint_confidence_intervals():
@@ -233,6 +307,3 @@ def test_lif_peak_is_above_one_only_when_its_interval_is():
     assert lines[-1] == ("fpa: the mean LIF curve of the signed estimators peaks at IG_sum 1.20x the clean logit "
                          "[1.05, 1.35] at 10% removed (above 1: removing negative-evidence pixels raised the logit) "
                          "(95% CI of the mean at the peak; paper: the LIF curves rise first only with FPA).")
-    low, high = mean_ci(torch.tensor([1.0, 2.0, 3.0, 4.0]))
-    assert (low + high) / 2 == pytest.approx(2.5) and (high - low) / 2 == pytest.approx(1.959964 * 1.290994 / 2)
-    assert all(math.isnan(v) for v in mean_ci(torch.tensor([1.0])))

@@ -2,6 +2,7 @@
 absolute attribution; the smoke profile writes a complete run folder (an accuracy per method x mode x fraction x
 seed, a report with findings) and resumes without retraining; bad fractions and methods are named."""
 
+import json
 import time
 
 import pandas as pd
@@ -14,7 +15,8 @@ from xaitrust.perturb.orders import ranks_from_maps
 from xaitrust.protocols import RunFolder, run_protocol
 from xaitrust.protocols.common import load_splits
 from xaitrust.protocols.config import resolve_config
-from xaitrust.protocols.roar import SPEC, findings, modified_images, pixel_ranks, spread_summary
+from xaitrust.protocols.roar import SPEC, modified_images, pixel_ranks, spread_summary
+from xaitrust.report.roar import QUESTION, findings, headline, versus_random
 from xaitrust.testing.oracles import LinearModel
 from xaitrust.training import evaluate_accuracy, load_model
 
@@ -107,6 +109,15 @@ def test_smoke_run_records_an_accuracy_per_method_mode_fraction_and_seed(smoke_r
     assert (summary["min"] <= summary["mean"]).all() and (summary["mean"] <= summary["max"]).all()
     page = report.read_text()
     assert page.count("<li>") >= 4 and "ROAR: saliency is below the random ranking at" in page
+    # The page opens with the question; with one seed the answer says the run does not resolve it.
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored["question"] == QUESTION and stored["answer"] == headline(summary, config).answer
+    assert [row["mean"] for row in stored["summary"]] == pytest.approx(summary["mean"].tolist())
+    assert [(row["mode"], row["method"]) for row in stored["versus_random"]] == [("roar", "saliency"),
+                                                                                ("kar", "saliency")]
+    assert page.index("<div class='headline'>") < page.index("What this shows")
+    assert all(line.startswith(f"{mode}: not resolved with one seed per setting")
+               for line, mode in zip(stored["answer"], ("ROAR", "KAR")))
     assert {"roar.png", "kar.png"} <= {path.name for path in (out / "figures").iterdir()}
 
 
@@ -178,3 +189,42 @@ def test_findings_with_one_seed_claim_no_consistent_win():
     assert any(line.startswith("ROAR: with one seed per setting no method can be shown to beat the random ranking "
                                "consistently") for line in lines)
     assert not any("1 of 1 methods" in line for line in lines)
+
+
+def test_headline_names_the_methods_that_beat_random_with_the_intervals_of_the_summary():
+    base = [0.9, 0.92, 0.91]
+    summary = hand_made_summary({
+        "saliency": [base, [0.80, 0.86, 0.83], [0.50, 0.52, 0.54], [0.40, 0.42, 0.44]],
+        "vargrad": [base, [0.60, 0.62, 0.64], [0.30, 0.32, 0.34], [0.10, 0.12, 0.14]],
+        "random": [base, [0.84, 0.85, 0.86], [0.70, 0.71, 0.72], [0.30, 0.31, 0.32]],
+    }, seeds=3)
+    config = {"seeds": 3, "methods": ["saliency", "vargrad", "random"], "modes": ["roar"]}
+    against = versus_random(summary, config).set_index("method")
+    assert against.loc["vargrad", "consistently"] and not against.loc["saliency", "consistently"]
+    answer = headline(summary, config)
+    assert answer.question == QUESTION
+    (line,) = answer.answer
+    assert line.startswith("ROAR: vargrad beats the random ranking, below it with seed ranges apart at every "
+                           "fraction. With 90% of the pixels replaced: vargrad ")
+    last = summary[summary["fraction"] == 0.9].set_index("method")
+    for method in ("vargrad", "random"):
+        mean, half = last.loc[method, "mean"], last.loc[method, "ci95"]
+        assert f"{method} {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]" in line
+    assert line.endswith("(test accuracy; 95% CI over 3 seeds).")
+
+    # Without vargrad no method beats random at every fraction: the answer names the closest one and its counts.
+    no_winner = summary[summary["method"] != "vargrad"]
+    (line,) = headline(no_winner, {**config, "methods": ["saliency", "random"]}).answer
+    assert line.startswith("ROAR: no method beats the random ranking at every fraction (closest: saliency is below it "
+                           "by the mean accuracy at 2 of 3 fractions, with seed ranges apart at 1).")
+    assert headline(summary, {**config, "methods": ["saliency", "vargrad"]}).answer == [
+        "Not measured: the run has no random ranking, or no method besides it."]
+
+
+def test_headline_with_one_seed_says_the_question_is_not_resolved():
+    summary = hand_made_summary({"vargrad": [[0.9], [0.5], [0.3], [0.1]], "random": [[0.9], [0.8], [0.7], [0.6]]},
+                                seeds=1)
+    (line,) = headline(summary, {"seeds": 1, "methods": ["vargrad", "random"], "modes": ["roar"]}).answer
+    assert line == ("ROAR: not resolved with one seed per setting (no spread measured; vargrad is below the random "
+                    "ranking by the mean accuracy at 3 of 3 fractions). With 90% of the pixels replaced: vargrad 0.100, random 0.600 "
+                    "(test accuracy).")

@@ -118,6 +118,10 @@ class PairedTest:
     n: int
     test: str
 
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
 
 def paired_test(a, b, *, test: str = "t", level: float = 0.95) -> PairedTest:
     """Two-sided paired test of the per-image scores ``a`` and ``b`` (same length, same images in the same order) over

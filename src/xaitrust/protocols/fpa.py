@@ -26,9 +26,9 @@ Steps (paper sections 3-4, appendices A-D):
    the pixels in LIF order (each map scaled by its largest absolute score), to see whether removing negative
    evidence first raises the logit: the peak of the mean LIF curve with the 95% CI of the mean at that fraction.
 
-The findings call one estimator or group of estimators better than another only when their 95% CIs of A are
-disjoint, and a LIF peak "above 1" only when its 95% CI lies above 1; otherwise they call the values
-indistinguishable.
+The report (``xaitrust.report.fpa``) opens with the paper's question and the run's answer; it calls one estimator,
+group of estimators or training regime better than another only when their 95% CIs of A are disjoint, and a LIF peak
+"above 1" only when its 95% CI lies above 1; otherwise it calls the values indistinguishable.
 
 Choices the paper leaves open, exposed as config keys: ``sg_sigma`` (not given in the paper; 0.15, the middle of
 Smilkov et al.'s recommended 10-20% noise level), the batch size, and the model and recipe for Fashion-MNIST (the
@@ -75,25 +75,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import tomli_w
 import torch
-from scipy import stats
 
 from ..data import stratified_sample
-from ..explainers.reduce import normalize_maps, reduce_attributions
+from ..explainers.reduce import reduce_attributions
 from ..metrics import area_between, mif_lif
 from ..metrics.curves import curve_area
 from ..metrics.fidelity import FPA_FRACTIONS
 from ..perturb.orders import TIES
-from ..report.figures import plot_curves
-from ..report.html import Section, write_report
+from ..report.fpa import file_key, write_fpa_report
+from ..statistics import normal_interval
 from ..training import TrainConfig
 from ..training.augment import removed_share
 from ..training.config import FPA_SQUARES, OPTIMIZERS, SCHEDULES
 from .common import (
     RECIPE_DEFAULTS,
     check_architecture,
-    describe_fill,
     explain_cached,
     load_splits,
     predictions,
@@ -231,11 +228,6 @@ def estimator_maps(attributions: torch.Tensor, x: torch.Tensor, estimator: Estim
                                estimator.reduction)
 
 
-def file_key(name: str) -> str:
-    """``name`` usable in a file name (the prime becomes ``prime``)."""
-    return name.replace("'", "prime")
-
-
 def regime_curves(
     run: RunFolder, regime: str, model, x: torch.Tensor, target: torch.Tensor, config: dict, fill: tuple[float, ...]
 ) -> dict:
@@ -267,21 +259,11 @@ def regime_curves(
     return results
 
 
-def mean_ci(values: torch.Tensor, ci: float = 0.95) -> tuple[float, float]:
-    """Normal-approximation interval of the mean, ``mean +- z_{(1+ci)/2} * sd / sqrt(n)`` (sd with ``n - 1``), as the
-    paper's A +- CI; ``(nan, nan)`` for fewer than two values."""
-    values = values.double()
-    if len(values) < 2:
-        return math.nan, math.nan
-    half = float(stats.norm.ppf(0.5 + ci / 2)) * float(values.std()) / math.sqrt(len(values))
-    return float(values.mean()) - half, float(values.mean()) + half
-
-
 def fidelity_rows(curves: dict, regime: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy per-sample rows (``mif_lif_area``, ``mif_area``, ``lif_area``, x in percent) and one summary row per
     estimator: A with its 95% CI, the mean areas, and the peak of the mean LIF curve with the 95% CI of the mean
-    normalised LIF value across images at the peak's fraction (the fraction is picked on the same images, so the
-    interval is a little optimistic). Images whose clean logit is <= 0 (possible with ``target = "label"``) have
+    normalised LIF value across images at the peak's fraction (normal approximation, ``normal_interval``, as for A;
+    the fraction is picked on the same images, so the interval is a little optimistic). Images whose clean logit is <= 0 (possible with ``target = "label"``) have
     flipped curves: their areas are NaN and every summary leaves them out (``n`` counts the others)."""
     fractions = torch.tensor(FPA_FRACTIONS, dtype=torch.float64)
     rows, summary = [], []
@@ -296,12 +278,12 @@ def fidelity_rows(curves: dict, regime: str) -> tuple[pd.DataFrame, pd.DataFrame
         lif = part["lif"][defined]
         lif_mean = lif.double().mean(dim=0)
         peak = int(lif_mean.argmax())
-        peak_low, peak_high = mean_ci(lif[:, peak])
+        at_peak = normal_interval(lif[:, peak].double().numpy())
         summary.append({
             "model": regime, "method": name, "kind": ESTIMATORS[name].kind, "n": between.n,
             "A": between.value, "ci_low": between.ci_low, "ci_high": between.ci_high,
             "mif_area": float(mif_area[defined].mean()), "lif_area": float(lif_area[defined].mean()),
-            "lif_peak": float(lif_mean[peak]), "lif_peak_ci_low": peak_low, "lif_peak_ci_high": peak_high,
+            "lif_peak": float(lif_mean[peak]), "lif_peak_ci_low": at_peak.low, "lif_peak_ci_high": at_peak.high,
             "lif_peak_percent": 100 * FPA_FRACTIONS[peak],
         })
     return pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
@@ -311,153 +293,6 @@ def accuracy_rows(regime: str, test_accuracy: float, correct: torch.Tensor) -> p
     """``accuracy`` on the test split (one row, ``sample = -1``) and ``correct`` (0/1) per explained image."""
     split = tidy_rows(torch.tensor([test_accuracy]), metric="accuracy", model=regime).assign(sample=-1)
     return pd.concat([split, tidy_rows(correct.float(), metric="correct", model=regime)], ignore_index=True)
-
-
-def area_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Estimators x regimes, each cell ``A [ci_low, ci_high]`` (the layout of the paper's tables, transposed)."""
-    cells = summary.assign(cell=[f"{a:.1f} [{lo:.1f}, {hi:.1f}]" for a, lo, hi in
-                                 zip(summary["A"], summary["ci_low"], summary["ci_high"])])
-    return cells.pivot(index="method", columns="model", values="cell").reindex(
-        index=list(dict.fromkeys(summary["method"])), columns=list(dict.fromkeys(summary["model"])))
-
-
-def _cell(row: pd.Series) -> str:
-    return f"{row['method']} (A = {row['A']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}])"
-
-
-def _top(rows: pd.DataFrame) -> pd.Series:
-    return rows.loc[rows["A"].idxmax()]
-
-
-def overlapping(rows: pd.DataFrame, row: pd.Series) -> list[str]:
-    """The other methods of ``rows`` whose 95% CI of A overlaps that of ``row`` (missing CIs count as overlapping)."""
-    others = rows[rows["method"] != row["method"]]
-    apart = (others["ci_low"] > row["ci_high"]) | (others["ci_high"] < row["ci_low"])
-    return list(others.loc[~apart, "method"])
-
-
-def group_order(first: pd.DataFrame, second: pd.DataFrame) -> str:
-    """``">"`` when the best A of ``first`` has a 95% CI wholly above the CI of every estimator of ``second``, ``"<"``
-    when the reverse holds, else ``"~"`` (indistinguishable: overlapping or missing CIs)."""
-    if _top(first)["ci_low"] > second["ci_high"].max():
-        return ">"
-    if _top(second)["ci_low"] > first["ci_high"].max():
-        return "<"
-    return "~"
-
-
-def _ranked(label: str, rows: pd.DataFrame, row: pd.Series) -> str:
-    """``label``, then ``row`` with its A and 95% CI, and the other estimators of ``rows`` whose CIs overlap it."""
-    tied = overlapping(rows, row)
-    apart = f"indistinguishable from {', '.join(tied)} (overlapping 95% CIs)" if tied else "no other 95% CI overlaps it"
-    return f"{label} {_cell(row)}, {apart}."
-
-
-def peak_text(row: pd.Series) -> str:
-    """The LIF peak of one signed estimator: above 1 only when its 95% CI lies above 1."""
-    verdict = ("above 1: removing negative-evidence pixels raised the logit" if row["lif_peak_ci_low"] > 1
-               else "not distinguishable from 1")
-    return (f"{row['method']} {row['lif_peak']:.2f}x the clean logit [{row['lif_peak_ci_low']:.2f}, "
-            f"{row['lif_peak_ci_high']:.2f}] at {row['lif_peak_percent']:.0f}% removed ({verdict})")
-
-
-#: What the paper reports for each regime against no augmentation (Table D.2 and Fig. 3).
-PAPER_CHANGE = {
-    "fpa": "paper, CIFAR-10 ResNet-18: FPA raised A for every estimator, the signed ones by 39-46 points, the MIF "
-           "curves falling more slowly and the LIF curves rising first",
-    "erasing": "paper, Fig. 3: Rectangle's curves look like those without augmentation",
-}
-
-
-def _compare_regimes(summary: pd.DataFrame, regime: str) -> str:
-    """How ``regime`` changed A, and the areas under MIF and LIF, relative to no augmentation."""
-    areas = summary.set_index(["method", "model"])
-    methods = list(dict.fromkeys(areas.index.get_level_values(0)))
-    base, other = areas.xs("none", level="model").loc[methods], areas.xs(regime, level="model").loc[methods]
-    estimators = other["kind"] != "baseline"
-    raised = estimators & (other["A"] > base["A"])
-    clear = raised & (other["ci_low"] > base["ci_high"])
-    lowered = estimators & (other["ci_high"] < base["ci_low"])
-    change = other[["A", "mif_area", "lif_area"]] - base[["A", "mif_area", "lif_area"]]
-    by_kind = change.groupby(other["kind"]).mean()
-    kinds = "; ".join(f"{kind}: A {row['A']:+.1f}, MIF area {row['mif_area']:+.1f}, LIF area {row['lif_area']:+.1f}"
-                      for kind, row in by_kind.iterrows())
-    return (f"{regime} vs no augmentation: A rose for {int(raised.sum())} of {int(estimators.sum())} estimators, "
-            f"{int(clear.sum())} with disjoint 95% CIs ({', '.join(clear.index[clear]) or 'none'}), and fell with "
-            f"disjoint CIs for {int(lowered.sum())} ({', '.join(lowered.index[lowered]) or 'none'}). Mean changes "
-            f"({kinds}); a larger MIF area under the random baseline means a model more robust to removed pixels "
-            f"({PAPER_CHANGE.get(regime, 'not in the paper')}).")
-
-
-def findings(accuracy: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """Plain sentences computed from the numbers, set beside the paper's claims. An estimator or a group of estimators
-    is called better than another only when their 95% CIs of A are disjoint (``overlapping``, ``group_order``); a LIF
-    peak is called above 1 only when its 95% CI lies above 1 (``peak_text``)."""
-    explained = ", ".join(f"{row['model']} {row['explained_accuracy']:.4f}" for _, row in accuracy.iterrows())
-    tested = ", ".join(f"{row['model']} {row['test_accuracy']:.4f}" for _, row in accuracy.iterrows())
-    lines = [(f"Accuracy on the {accuracy['explained_images'].iloc[0]} explained images: {explained} (paper, "
-              "CIFAR-10, on the images of its perturbation curves: 93.0% none, 92.7% FPA, 93.1% Rectangle); on the "
-              f"test split ({accuracy['test_images'].iloc[0]} images): {tested}.")]
-    regimes = list(dict.fromkeys(summary["model"]))
-    for regime in regimes:
-        rows = summary[summary["model"] == regime]
-        signed, unsigned = rows[rows["kind"] == "signed"], rows[rows["kind"] == "unsigned"]
-        line = f"{regime}: " + _ranked("largest A", rows, _top(rows))
-        if len(signed) and len(unsigned):
-            verdict = {">": "the signed estimators lead (disjoint 95% CIs)",
-                       "<": "the unsigned estimators lead (disjoint 95% CIs)",
-                       "~": "signed and unsigned estimators are indistinguishable (overlapping 95% CIs)"}
-            line += (f" Best signed: {_cell(_top(signed))}; best unsigned: {_cell(_top(unsigned))}; so "
-                     f"{verdict[group_order(signed, unsigned)]} (paper: with FPA the signed ones lead on all three "
-                     "data sets).")
-        if len(unsigned) > 1:
-            line += " " + _ranked("Worst unsigned:", unsigned, unsigned.loc[unsigned["A"].idxmin()])
-            line += " The paper finds SQ-SG_sum best and VG_abs worst."
-        for _, random in rows[rows["kind"] == "baseline"].iterrows():
-            line += f" Random: A = {random['A']:.1f} [{random['ci_low']:.1f}, {random['ci_high']:.1f}]."
-        lines.append(line)
-    lines += [_compare_regimes(summary, regime) for regime in regimes if regime != "none" and "none" in regimes]
-    for regime in regimes:
-        signed = summary[(summary["model"] == regime) & (summary["kind"] == "signed")]
-        if len(signed):
-            lines.append(f"{regime}: the mean LIF curve of the signed estimators peaks at "
-                         + "; ".join(peak_text(row) for _, row in signed.iterrows())
-                         + " (95% CI of the mean at the peak; paper: the LIF curves rise first only with FPA).")
-    return lines
-
-
-def curve_figures(folder: Path, curves: dict, config: dict) -> dict:
-    """Per estimator, the mean MIF and LIF curves of every regime in one figure."""
-    percent = torch.tensor(FPA_FRACTIONS) * 100
-    return {
-        f"MIF / LIF ({name})": plot_curves(
-            folder / f"mif-lif-{file_key(name)}.png",
-            {f"{regime} {order.upper()}": (percent, curves[regime][name][order])
-             for regime in config["regimes"] for order in ("mif", "lif")},
-            "% of pixels removed", "logit / clean logit", name)
-        for name in config["estimators"]
-    }
-
-
-def counter_evidence_figures(folder: Path, curves: dict, config: dict) -> dict:
-    """Fig. 4 analogue per signed estimator: the mean LIF curve of each regime, then the mean importance score (each
-    map scaled by its largest absolute score) of the pixels in LIF order."""
-    percent = torch.tensor(FPA_FRACTIONS) * 100
-    figures = {}
-    for name in config["estimators"]:
-        if ESTIMATORS[name].kind != "signed":
-            continue
-        figures[f"LIF curves ({name})"] = plot_curves(
-            folder / f"lif-{file_key(name)}.png",
-            {regime: (percent, curves[regime][name]["lif"]) for regime in config["regimes"]},
-            "% of pixels removed (LIF order)", "logit / clean logit", f"{name}: LIF")
-        scores = {regime: torch.sort(normalize_maps(curves[regime][name]["maps"], "max-abs").flatten(1)).values
-                  for regime in config["regimes"]}
-        figures[f"Importance scores in LIF order ({name})"] = plot_curves(
-            folder / f"lif-scores-{file_key(name)}.png",
-            {regime: (torch.arange(v.shape[1]) * 100 / v.shape[1], v) for regime, v in scores.items()},
-            "% of pixels removed (LIF order)", "importance / max |importance|", f"{name}: scores in LIF order")
-    return figures
 
 
 def regime_recipe(config: dict, regime: str, fill: tuple[float, ...]) -> TrainConfig:
@@ -525,31 +360,6 @@ def execute(run: RunFolder) -> Path:
     run.write_table("summary", summary)
     run.write_table("accuracy", accuracy)
 
-    figures = run.path / "figures"
-    target = "predicted class" if config["target"] == "predicted" else "true label"
-    sections = [
-        Section("Models", [f"{config['model']} on {config['dataset']} ({len(train)} training images, "
-                           f"{config['epochs']} epochs), one model per training regime; FPA and random erasing set "
-                           f"removed pixels to {describe_fill(config, fill)}. Accuracy on the {len(x)} explained "
-                           "images (the paper's measure) and on the test split. FPA's squares start at "
-                           + ("pixels it removed (the text's reading)" if config["fpa_squares"] == "selected" else
-                              "every pixel (Algorithm 1's literal loop)")
-                           + "; the share of pixels removed from a perturbed mini-batch under both readings is "
-                           "measured below."],
-                tables={"Accuracy": accuracy, "FPA: share of pixels removed": removal_shares(config, x.shape[1:])}),
-        Section("Fidelity A", [f"A = mean AUC(LIF) - mean AUC(MIF), x in percent of pixels removed (0-95%), logits of "
-                               f"the {target} divided by the clean logit, removed pixels set to "
-                               f"{describe_fill(config, fill)}; 95% CI by the normal approximation. Larger is "
-                               "better."],
-                tables={"A [95% CI] (estimators x training regime)": area_table(summary), "Summary": summary,
-                        "Estimators": estimator_table(config, fill)}),
-        Section("MIF and LIF curves", ["Mean curves over the explained images with 95% bands."],
-                figures=curve_figures(figures, curves, config)),
-        Section("Counter-evidence (paper Fig. 4)", [
-            "For each signed estimator: the mean LIF curve, then the importance scores of the pixels in the order LIF "
-            "removes them (most negative first). Where the scores are negative the removed pixels are "
-            "counter-evidence: a faithful model and estimator make the LIF curve rise there."],
-                figures=counter_evidence_figures(figures, curves, config)),
-    ]
-    return write_report(run.path / "report.html", "Feature Perturbation Augmentation", findings(accuracy, summary),
-                        sections, tomli_w.dumps(config))
+    return write_fpa_report(run, accuracy=accuracy, summary=summary, curves=curves, fill=fill,
+                            training_images=len(train), estimators=estimator_table(config, fill),
+                            shares=removal_shares(config, x.shape[1:]))

@@ -1,5 +1,6 @@
 """ROAR and KAR (RemOve And Retrain, Keep And Retrain; Hooker et al. 2019), as reconstructed in Loreth's thesis
-(papers/003, sections 4.4 and 5): does an explanation method find the pixels a model needs to learn the task?
+"Evaluation of image recognition interpretation methods" (sections 4.4 and 5): does an explanation method find the
+pixels a model needs to learn the task?
 
 Steps: train a model on the unmodified data once per seed (its test accuracy is every curve's 0% point; the model
 of the first seed is the one explained); explain every training and test image with each chosen method and rank its
@@ -15,9 +16,10 @@ the run's runner as one stream of jobs, so the Ray executor runs them side by si
 modified test set.
 
 A method is informative under ROAR when accuracy falls faster than under the random ranking, and under KAR when it
-stays higher. The findings count, per method, the fractions at which its mean accuracy is on that side of random's
-and those at which its whole seed range is (min-max over the seeds, not overlapping random's); a method is said to
-beat the random ranking consistently only when the latter holds at every fraction (and never with one seed).
+stays higher. The report (``xaitrust.report.roar``) counts, per method, the fractions at which its mean accuracy is
+on that side of random's and those at which its whole seed range is (min-max over the seeds, not overlapping
+random's); a method is said to beat the random ranking consistently only when the latter holds at every fraction (and
+never with one seed).
 Hooker et al. (cited by the thesis) find Gradients, Integrated Gradients and Guided Backprop no better than random
 and SmoothGrad-Squared and VarGrad far better; the thesis' own MNIST run finds Integrated Gradients better than
 random, its Food-101 run no better.
@@ -37,7 +39,6 @@ import itertools
 from pathlib import Path
 
 import pandas as pd
-import tomli_w
 import torch
 
 from ..data import ImageDataset
@@ -47,8 +48,7 @@ from ..explainers.reduce import reduce_attributions
 from ..models.loading import ModelSource
 from ..perturb import RankedMasks, masked_images
 from ..perturb.orders import counts_from_fractions, ranks_from_maps
-from ..report.figures import plot_curves, plot_map_grid
-from ..report.html import Section, write_report
+from ..report.roar import write_roar_report
 from ..training import TrainingJob, TrainResult
 from .common import (
     DATA_DEFAULTS,
@@ -254,87 +254,13 @@ def spread_summary(results: pd.DataFrame) -> pd.DataFrame:
     return summary.merge(extremes, on=by)
 
 
-def accuracy_curves(results: pd.DataFrame, mode: str) -> dict[str, tuple]:
-    """``{method: (fractions (S,), accuracies (seeds, S))}`` of one mode, for ``plot_curves``."""
-    curves = {}
-    for method, part in results[results["mode"] == mode].groupby("method", sort=False):
-        table = part.pivot_table(index="seed", columns="fraction", values="value")
-        curves[method] = (torch.tensor(table.columns.to_numpy()), torch.tensor(table.to_numpy()))
-    return curves
-
-
-def _mean_over_fractions(summary: pd.DataFrame, mode: str) -> pd.Series:
-    part = summary[(summary["mode"] == mode) & (summary["fraction"] > 0)]
-    return part.groupby("method")["mean"].mean().sort_values()
-
-
-def _fractions_beating_random(summary: pd.DataFrame, mode: str, method: str) -> tuple[int, int, int]:
-    """How many fractions a method's mean accuracy is on the informative side of random's (below under ROAR, above
-    under KAR), how many of them with seed ranges that do not overlap, and how many fractions there are."""
-    part = summary[(summary["mode"] == mode) & (summary["fraction"] > 0)].set_index(["method", "fraction"])
-    own, random = part.loc[method], part.loc["random"]
-    if mode == "roar":
-        better, clear = own["mean"] < random["mean"], own["max"] < random["min"]
-    else:
-        better, clear = own["mean"] > random["mean"], own["min"] > random["max"]
-    return int(better.sum()), int(clear.sum()), len(own)
-
-
-def findings(summary: pd.DataFrame, config: dict) -> list[str]:
-    """Plain sentences computed from the summary: base accuracy, fastest ROAR degradation, best KAR, vs random."""
-    base = summary[summary["fraction"] == 0].iloc[0]
-    if config["seeds"] == 1:
-        lines = [(f"Unmodified data: test accuracy {base['mean']:.3f}. One seed per setting: no spread is measured, "
-                 "differences may be noise.")]
-    else:
-        lines = [(f"Unmodified data: test accuracy {base['mean']:.3f} (std {base['std']:.3f}, range {base['min']:.3f}"
-                 f"-{base['max']:.3f} over {int(base['n'])} seeds).")]
-    methods = [m for m in config["methods"] if m != "random"]
-    for mode in config["modes"]:
-        means = _mean_over_fractions(summary, mode)
-        lowest, highest = f"{means.index[0]} ({means.iloc[0]:.3f})", f"{means.index[-1]} ({means.iloc[-1]:.3f})"
-        if mode == "roar":
-            lines.append(f"ROAR (informative pixels removed): accuracy averaged over the fractions falls most for "
-                         f"{lowest} and least for {highest}.")
-        else:
-            lines.append(f"KAR (only informative pixels kept): accuracy averaged over the fractions stays highest for "
-                         f"{highest} and lowest for {lowest}.")
-        if "random" not in config["methods"] or not methods:
-            continue
-        side = "below" if mode == "roar" else "above"
-        counts = {method: _fractions_beating_random(summary, mode, method) for method in methods}
-        for method, (better, clear, total) in counts.items():
-            spread = ("one seed, no spread measured" if config["seeds"] == 1
-                      else f"at {clear} of {total} with non-overlapping seed ranges")
-            lines.append(f"{mode.upper()}: {method} is {side} the random ranking at {better} of {total} fractions by "
-                         f"the mean accuracy ({spread}).")
-        claim = (" (Hooker et al. under ROAR: Gradients, IG and Guided Backprop no better than random, SG-Squared "
-                 "and VarGrad far better)") if mode == "roar" else ""
-        if config["seeds"] == 1:
-            lines.append(f"{mode.upper()}: with one seed per setting no method can be shown to beat the random "
-                         f"ranking consistently{claim}.")
-        else:
-            consistent = [method for method, (_, clear, total) in counts.items() if clear == total]
-            lines.append(f"{mode.upper()}: {len(consistent)} of {len(methods)} methods beat the random ranking "
-                         f"consistently, i.e. {side} it with non-overlapping seed ranges at every fraction"
-                         f"{': ' + ', '.join(consistent) if consistent else ''}{claim}.")
-    if "roar" in config["modes"] and "random" in config["methods"]:
-        top = summary[(summary["mode"] == "roar") & (summary["method"] == "random")].sort_values("fraction").iloc[-1]
-        lines.append(f"With {top['fraction']:.0%} of the pixels replaced at random, retraining reaches "
-                     f"{top['mean']:.3f} (unmodified: {base['mean']:.3f}).")
-    return lines
-
-
-def example_grid(path: Path, x: torch.Tensor, ranks: dict, mode: str, config: dict, mean: torch.Tensor) -> Path:
-    """One test image under ``mode`` at every fraction (columns), one row per method (channel mean shown)."""
-    fractions = config["fractions"]
-    images = x.expand(len(fractions), *x.shape[1:])
-    maps = {
-        method: torch.cat([modified_images(x, r, f, mode, config["replacement"], mean) for f in fractions]).mean(dim=1)
-        for method, r in ranks.items()
-    }
-    columns = ", ".join(f"{f:.0%}" for f in fractions)
-    return plot_map_grid(path, images, maps, title=f"{mode.upper()} at {columns}")
+def examples_of(x: torch.Tensor, ranks: dict, config: dict, mean: torch.Tensor) -> dict:
+    """``x`` ``(1, C, H, W)`` as each mode and method modify it at every fraction: ``{mode: {method: (fractions, C,
+    H, W)}}`` from its ``ranks[method]``, for the report's example figures."""
+    return {mode: {method: torch.cat([modified_images(x, r, f, mode, config["replacement"], mean)
+                                      for f in config["fractions"]])
+                   for method, r in ranks.items()}
+            for mode in config["modes"]}
 
 
 def trainings(config: dict) -> int:
@@ -349,38 +275,12 @@ def execute(run: RunFolder) -> Path:
     unmodified = run.runner.run(retraining_jobs(run, "unmodified", train, test, config))
     tables = [accuracy_rows(unmodified, test.split, config, method=method, mode=mode, fraction=0.0)
               for method in config["methods"] for mode in config["modes"]]
-    retrained, examples = retrained_accuracies(run, unmodified[0].model, train, test, config)
+    retrained, first_ranks = retrained_accuracies(run, unmodified[0].model, train, test, config)
     results = pd.concat(tables + retrained, ignore_index=True)
     run.write_table("results", results)
     summary = spread_summary(results)
     run.write_table("summary", summary)
 
-    figures = run.path / "figures"
-    label = {"roar": "ROAR: most important pixels replaced", "kar": "KAR: least important pixels replaced"}
-    curve_figures = {
-        f"{label[mode]} (band: 95% CI of the mean over seeds)": plot_curves(
-            figures / f"{mode}.png", accuracy_curves(results, mode), "fraction of pixels replaced",
-            "test accuracy after retraining", title=mode.upper())
-        for mode in config["modes"]
-    }
-    example_figures = {
-        f"{mode.upper()} examples": example_grid(figures / f"examples-{mode}.png", test.x[:1], examples, mode, config,
-                                                 train.mean)
-        for mode in config["modes"]
-    }
-    means = summary.pivot_table(index="method", columns=["mode", "fraction"], values="mean", sort=False)
-    setup = (f"{config['model']} retrained from scratch on {len(train)} {config['dataset']} images per setting, "
-             f"{config['seeds']} seed(s), accuracy on {len(test)} modified test images. Pixels ranked by "
-             f"{config['reduction']} of the attributions ({config['output']} of the {config['target']} class), "
-             f"replaced by the {config['replacement']} of the training data; fraction 0 is the unmodified data.")
-    sections = [
-        Section("Accuracy after retraining", [setup], tables={"Mean accuracy": means}, figures=curve_figures),
-        Section("Spread over seeds", [("std (ddof=1), min and max of the test accuracy over the seeds of each "
-                                       "setting; ci95: half-width of the 95% Student-t confidence interval of the "
-                                       "mean (none with one seed).")],
-                tables={"Summary": summary.drop(columns=["metric", "model"])}),
-        Section("Modified images", [("The first test image as the retrained models see it, at each fraction "
-                                    "(each picture min-max scaled).")], figures=example_figures),
-    ]
-    return write_report(run.path / "report.html", "ROAR and KAR", findings(summary, config), sections,
-                        tomli_w.dumps(config))
+    return write_roar_report(run, results=results, summary=summary, image=test.x[:1],
+                             examples=examples_of(test.x[:1], first_ranks, config, train.mean),
+                             training_images=len(train), test_images=len(test))
