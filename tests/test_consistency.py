@@ -294,3 +294,16 @@ def test_noise_floor_as_written_is_set_by_the_sizes_of_the_sets():
     floor = reco_noise_floor(n_eq, n_neq, rates="as-written", n_draws=1000)
     assert float(floor.quantile(0.95)) >= n_eq / (n_eq + n_neq - 1) - 1e-12
     assert float(reco_noise_floor(n_eq, n_neq, n_draws=1000).quantile(0.95)) < 0.25
+
+
+def test_bootstrap_intervals_are_the_percentiles_of_the_resampled_scores():
+    sets, n_images, n_bootstrap, seed = _pairs(n_images=20), 20, 50, 7
+    draws = torch.randint(0, n_images, (n_bootstrap, n_images), generator=torch.Generator().manual_seed(seed),
+                          dtype=torch.int32).long()
+    counts = torch.zeros(n_bootstrap, n_images, dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(draws.shape, dtype=torch.float64))
+    values, order = sets.distance.double().sort(stable=True)
+    resampled = _resampled_scores(values, sets.both_correct[order], sets.sample[order], counts).numpy()
+    intervals = bootstrap_intervals(sets, n_images, n_bootstrap=n_bootstrap, ci=0.9, seed=seed)
+    for name, replicates in zip(("mege", "reco", "reco_as_written"), resampled):
+        assert intervals[name] == pytest.approx(tuple(np.quantile(replicates, [0.05, 0.95])), rel=1e-12), name

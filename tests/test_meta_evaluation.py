@@ -2,6 +2,8 @@
 a constant metric never reacts, a random one is not resilient, a faithful one on an oracle beats both, determinism
 and batch independence, user mistakes, the command end to end on a user's model and on the default model."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,15 +23,20 @@ from xaitrust.cli import cli
 from xaitrust.errors import XaitrustError
 from xaitrust.evaluation import define_metric
 from xaitrust.evaluation.meta import (
+    CRITERIA,
     SCORE_COLUMNS,
     SUMMARY_COLUMNS,
+    TESTS,
     VALUE_COLUMNS,
+    by_perturbation,
     inter_consistency,
     intra_consistency,
     meta_evaluate,
+    summarise,
     verdicts,
     wilcoxon_p,
 )
+from xaitrust.report.meta_evaluation import QUESTION, consistency_table, headline
 from xaitrust.seeding import image_seed
 from xaitrust.testing.oracles import LinearModel
 
@@ -187,7 +194,8 @@ def test_the_command_meta_evaluates_a_users_model_byte_identically(user_model, t
         assert result.exit_code == 0, result.output
         runs.append(tmp_path / name)
     assert "Be careful with sparseness" in result.output  # a metric of the maps cannot react to input noise
-    files = ["meta_values.csv", "meta_evaluation.csv", "meta_summary.csv", "meta_evaluation.html", "settings.json"]
+    files = ["meta_values.csv", "meta_evaluation.csv", "meta_summary.csv", "meta_evaluation.html", "settings.json",
+             "summary.json"]
     for name in files:
         assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
     summary = pd.read_csv(runs[0] / "meta_summary.csv")
@@ -195,6 +203,12 @@ def test_the_command_meta_evaluates_a_users_model_byte_identically(user_model, t
     assert set(summary["verdict"]) <= {"believe", "be careful"}
     page = (runs[0] / "meta_evaluation.html").read_text()
     assert "Scores and verdict" in page and "Be careful with sparseness" in page
+    written = json.loads((runs[0] / "summary.json").read_text())
+    assert written["question"] == QUESTION and "<div class='headline'>" in page
+    assert written["answer"][0] == ("No metric reaches every threshold in both tests: be careful with all 2 "
+                                    "(average_drop, sparseness); the reasons are below.")
+    assert [row["metric"] for row in written["meta_consistency"]] == ["average_drop", "sparseness"]
+    assert len(written["summary"]) == len(summary)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -216,3 +230,49 @@ def test_without_a_model_the_command_uses_the_default_model(fashion_quick_model,
     assert result.exit_code == 0, result.output
     assert "reusing the default model (cnn on fashion-mnist, profile quick)" in result.output
     assert '"dataset": "fashion-mnist"' in (tmp_path / "out" / "settings.json").read_text()
+
+
+def test_per_perturbation_mc_averages_to_the_metrics_mc(result):
+    table = by_perturbation(result.scores)
+    assert list(table.columns) == ["metric", "perturbation", *TESTS, "MC"]
+    assert table["metric"].drop_duplicates().tolist() == ["constant", "noise", "deletion_area"]
+    mc = result.summary[result.summary["test"] == "both"].set_index("metric")["MC"]
+    pd.testing.assert_series_equal(table.groupby("metric", sort=False)["MC"].mean(), mc, check_names=False)
+
+
+def _scores(mc: dict) -> pd.DataFrame:
+    """A scores table whose every criterion of perturbation ``k`` of both tests is ``mc[metric][k]``."""
+    rows = [(metric, test, criterion, "", k, 10, value) for metric, values in mc.items() for test in TESTS
+            for criterion in CRITERIA for k, value in enumerate(values)]
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+
+
+def _answer(mc: dict) -> list[str]:
+    scores = _scores(mc)
+    return headline(verdicts(summarise(scores)), consistency_table(scores)).answer
+
+
+def test_headline_names_the_best_metric_only_when_the_perturbations_separate_it():
+    apart = {"steady": [0.90, 0.91, 0.89, 0.90, 0.92], "flaky": [0.50, 0.52, 0.47, 0.50, 0.51]}
+    table = consistency_table(_scores(apart)).set_index("metric")
+    assert table["rank"].to_dict() == {"steady": 1, "flaky": 2}
+    interval = stats.t.ppf(0.975, 4) * np.std(apart["steady"], ddof=1) / np.sqrt(5)
+    assert table.loc["steady", "high"] - table.loc["steady", "MC"] == pytest.approx(interval)
+    verdict, best, informative = _answer(apart)
+    assert verdict == ("Believe steady on this model: every criterion reaches its threshold under minor and "
+                       "disruptive perturbations of both the inputs and the model. Be careful with flaky (the reasons "
+                       "are below).")
+    steady = table.loc["steady"]
+    assert best == (f"Highest meta-consistency: steady {steady['MC']:.2f} [{steady['low']:.2f}, {steady['high']:.2f}] "
+                    "(95% t interval over the 5 perturbations of each kind), higher than every other metric (paired "
+                    "t-tests over the perturbations, Holm-corrected).")
+    assert informative.startswith("1 of 2 metrics has an MC interval above 0.5") and informative.endswith(": steady.")
+
+
+def test_headline_says_when_the_perturbations_cannot_tell_the_metrics_apart():
+    _, best, informative = _answer({"a": [0.9, 0.5, 0.7], "b": [0.6, 0.65, 0.55]})
+    assert "Highest meta-consistency: a 0.70 [" in best and "cannot tell it apart from b 0.60 [" in best
+    assert informative.startswith("No metric's MC interval lies above 0.5")
+    (_, single) = _answer({"a": [0.9], "b": [0.6]})
+    assert single.startswith("Highest meta-consistency: a, MC 0.90, from 1 perturbation of each kind, which gives no "
+                             "interval")

@@ -1,6 +1,7 @@
 """The mege-reco protocol end to end on the smoke profile: run folder contents, score ranges, report, resumption."""
 
 
+import html
 import json
 import warnings
 
@@ -19,11 +20,10 @@ from xaitrust.protocols.mege_reco import (
     SPEC,
     FamilyScores,
     family_config,
-    findings,
-    sanity_findings,
     separation_table,
     train_config,
 )
+from xaitrust.report.mege_reco import QUESTION, findings, headline, sanity_findings
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +147,11 @@ def test_noise_levels_that_degrade_the_same_layers_are_flagged():
 def test_findings_say_undefined_when_every_model_misclassifies_the_explained_images():
     # Weak fold models (e.g. a first epoch of the paper's ResNet-18 on a few hundred images) classify no explained
     # image correctly: S= is empty and MeGe/ReCo are NaN for every method; only muFidelity is defined.
-    rows = [(metric, method, model, value)
+    rows = [(metric, method, model, "none", value)
             for model in ("resnet18", "lipschitz-cnn") for method in ("saliency", "random")
             for metric, value in [("mege", float("nan")), ("reco", float("nan")), ("reco_as_written", float("nan")),
                                   ("mu_fidelity", 0.2 if method == "saliency" else 0.0)]]
-    summary = pd.DataFrame(rows, columns=["metric", "method", "model", "mean"])
+    summary = pd.DataFrame(rows, columns=["metric", "method", "model", "degradation", "mean"])
     accuracy = pd.DataFrame({"model": ["resnet18"], "fold": [0], "held_out_accuracy": [0.1]})
     sanity = pd.DataFrame(columns=["metric", "method", "degradation", "level", "mean"])
     lines = findings(summary, accuracy, sanity, "resnet18")
@@ -236,3 +236,59 @@ def test_only_lipschitz_families_train_with_the_lipschitz_loss():
 def test_new_config_keys_are_checked(key, value, message):
     with pytest.raises(XaitrustError, match=message):
         resolve_config(SPEC, "smoke", {key: value})
+
+
+def _intervals(rows):
+    """An intervals table of the base family ``cnn`` from ``(metric, method, value, ci_low, ci_high, floor_95)``."""
+    table = pd.DataFrame(rows, columns=["metric", "method", "value", "ci_low", "ci_high", "floor_95"])
+    return table.assign(model="cnn", degradation="none", level=0.0, floor_mean=table["floor_95"] / 2)
+
+
+def test_headline_names_the_leader_only_when_its_interval_is_clear_of_the_others():
+    separated = _intervals([
+        ("mege", "saliency", 0.90, 0.85, 0.95, float("nan")), ("mege", "gradcam", 0.70, 0.60, 0.80, float("nan")),
+        ("mege", "random", 0.95, 0.90, 0.99, float("nan")),  # the control is never ranked
+        ("reco", "saliency", 0.60, 0.50, 0.70, 0.30), ("reco", "gradcam", 0.20, 0.10, 0.30, 0.30),
+    ])
+    answer = headline(separated, "cnn", 400)
+    assert answer.question == QUESTION and len(answer.answer) == 2
+    mege_line, reco_line = answer.answer
+    assert mege_line.startswith("MeGe (generalisation across folds): saliency leads on cnn with 0.900 [0.850, "
+                                "0.950], its 95% bootstrap interval above every other method's (next: gradcam 0.700 "
+                                "[0.600, 0.800]).")
+    assert "saliency leads on cnn with 0.600 [0.500, 0.700]" in reco_line
+    assert reco_line.endswith("1 of 2 methods clear the 95% noise floor of uninformative distances (0.300): "
+                              "saliency.")
+
+
+def test_headline_says_when_the_run_does_not_resolve_the_question():
+    overlapping = _intervals([
+        ("mege", "saliency", 0.90, 0.70, 0.99, float("nan")), ("mege", "gradcam", 0.85, 0.75, 0.95, float("nan")),
+        ("reco", "saliency", 0.40, 0.20, 0.90, 0.45), ("reco", "gradcam", 0.30, 0.10, 0.15, 0.44),
+    ])
+    mege_line, reco_line, conclusion = headline(overlapping, "cnn", 20).answer
+    assert ("saliency scores highest on cnn, 0.900 [0.700, 0.990], but its 95% bootstrap interval overlaps those of "
+            "gradcam 0.850 [0.750, 0.950]: this run does not resolve which of them is best.") in mege_line
+    # ReCo: the intervals are apart, but no method clears the noise floor
+    assert "saliency leads on cnn with 0.400 [0.200, 0.900]" in reco_line
+    assert ("No method's ReCo clears the 95% noise floor of uninformative distances (0.440-0.450 for these sizes of "
+            "S= and S!=): this run cannot tell their consistency from chance.") in reco_line
+    assert conclusion == ("With 20 explained images neither ranking is resolved: more explained images (n_samples) "
+                          "narrow the intervals.")
+    undefined = overlapping.assign(value=float("nan"))
+    assert headline(undefined, "cnn", 20).answer[0].startswith("MeGe is undefined on cnn for every method")
+
+
+def test_headline_and_summary_json_match_the_tables(smoke_run):
+    out, report = smoke_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["question"] == QUESTION and 2 <= len(summary["answer"]) <= 4
+    intervals = pd.read_csv(out / "intervals.csv")
+    assert len(summary["intervals"]) == len(intervals)
+    assert {"summary", "accuracy", "separation", "sanity", "distance_tests"} <= set(summary)
+    clean = intervals[(intervals["model"] == "cnn") & (intervals["method"] != "random")]
+    for line, metric in zip(summary["answer"], ("mege", "reco")):
+        top = clean[clean["metric"] == metric].sort_values("value", ascending=False, kind="stable").iloc[0]
+        assert f"{top['method']} " in line and f"{top['value']:.3f} [{top['ci_low']:.3f}, {top['ci_high']:.3f}]" in line
+    page = report.read_text()
+    assert "<div class='headline'>" in page and html.escape(summary["answer"][0]) in page

@@ -1,7 +1,11 @@
 """End to end: the ReCalX protocol's smoke profile on the shapes dataset (ground-truth masks)."""
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from xaitrust.calibration import Calibrator
 from xaitrust.errors import XaitrustError
@@ -14,6 +18,12 @@ from xaitrust.protocols.recalx import (
     explainer_params,
     fitted_features,
     segmentation_of,
+)
+from xaitrust.report.recalx import (
+    QUESTION,
+    calibration_changes,
+    explanation_changes,
+    headline,
 )
 
 
@@ -128,3 +138,87 @@ def test_explainer_settings_are_written_out_as_captum_defaults_where_xaitrust_ha
         # Captum's exponential kernel width on the cosine distance; a ridge instead of Captum's Lasso(alpha=0.01).
         assert params["lime"] == {"n_samples": 200, "features": "superpixels", "n_segments": 50, "kernel_width": 1.0,
                                   "ridge": 1.0}
+
+
+def _levels(before, after):
+    """A calibration_by_level table of the superpixel family with the top-label KL errors and ECE of both models."""
+    rows = [{"grouping": "superpixels", "model": model, "perturbation_level": level,
+             "kl_calibration_error_top_label": error, "ece": error / 2}
+            for model, errors in (("uncalibrated", before), ("recalx", after))
+            for level, error in zip(np.linspace(0.1, 0.9, len(errors)), errors)]
+    return pd.DataFrame(rows)
+
+
+def _results(changes: dict, n: int, metric="localization", seed=0):
+    """Per-image scores of both models: uncalibrated ~ U(0.3, 0.5), ReCalX = uncalibrated + change + noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for method, change in changes.items():
+        before = rng.uniform(0.3, 0.5, n)
+        after = before + change + rng.normal(0, 0.02, n)
+        rows += [{"metric": metric, "method": method, "model": model, "sample": i, "value": value}
+                 for model, values in (("uncalibrated", before), ("recalx", after)) for i, value in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_calibration_change_is_paired_over_the_levels():
+    before, after = [0.10, 0.12, 0.15, 0.16], [0.02, 0.03, 0.03, 0.05]
+    table = calibration_changes(_levels(before, after), ["top-label"])
+    assert table["measure"].tolist() == ["kl_calibration_error_top_label", "ece"]
+    row = table.iloc[0]
+    d = np.subtract(after, before)
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert (row["levels"], row["lower_at"]) == (4, 4)
+    assert row["difference"] == pytest.approx(d.mean())
+    assert (row["low"], row["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert row["uncalibrated"] == pytest.approx(np.mean(before)) and row["max_recalx"] == pytest.approx(0.05)
+    explanations = explanation_changes(_results({"kernelshap": 0.1}, 30))
+    line = headline(table, explanations, ["top-label"], "superpixels").answer[0]
+    assert "0.1325 [" in line and "-> 0.0325 [" in line and "lower with ReCalX at these levels" in line
+    mixed = calibration_changes(_levels(before, [0.05, 0.20, 0.10, 0.20]), ["top-label"])
+    assert "not resolved across these levels" in headline(mixed, explanations, ["top-label"], "superpixels").answer[0]
+
+
+def test_explanation_changes_call_a_change_only_when_the_holm_corrected_test_does():
+    results = pd.concat([_results({"kernelshap": 0.1, "lime": 0.0}, 30),
+                         _results({"kernelshap": -0.1, "lime": 0.0}, 30, metric="gt_alignment", seed=1)])
+    table = explanation_changes(results).set_index(["metric", "method"])
+    assert table.loc[("localization", "kernelshap"), "outcome"] == "better with ReCalX"
+    assert table.loc[("gt_alignment", "kernelshap"), "outcome"] == "worse with ReCalX"
+    assert table.loc[("localization", "lime"), "outcome"] == "not resolved"
+    assert (table["p_holm"] >= table["p_value"]).all() and (table["n"] == 30).all()
+    calibration = calibration_changes(_levels([0.1, 0.2], [0.1, 0.1]), ["top-label"])
+    answer = headline(calibration, explanation_changes(results), ["top-label"], "superpixels")
+    assert answer.question == QUESTION and len(answer.answer) == 4
+    kernelshap = table.loc[("localization", "kernelshap")]
+    assert answer.answer[1].startswith("Localisation (share of positive attribution inside the object mask), "
+                                       "paired over 30 images: kernelshap ")
+    assert (f"change {kernelshap['difference']:+.3f} [{kernelshap['low']:+.3f}, {kernelshap['high']:+.3f}], better "
+            "with ReCalX") in answer.answer[1]
+    assert answer.answer[3] == ("Over all 4 paired comparisons of the explanations (30 images, Holm-corrected): "
+                                "better with ReCalX in 1, worse with ReCalX in 1, not resolved in 2.")
+    # Deletion area, lower is better, when there are no masks; too few images resolve nothing.
+    deletion = explanation_changes(_results({"lime": 0.1}, 30, metric="deletion_area"))
+    answer = headline(calibration, deletion, ["top-label"], "superpixels").answer
+    assert answer[1].startswith("Deletion area (lower is better), paired over 30 images: lime")
+    assert "worse with ReCalX" in answer[1]
+    few = explanation_changes(_results({"lime": 0.1}, 1, metric="deletion_area"))
+    assert headline(calibration, few, ["top-label"], "superpixels").answer[2].startswith(
+        "With 1 explained image none of the 1 paired comparison of the explanations")
+
+
+def test_headline_and_summary_json_match_the_tables(smoke_run):
+    out, report = smoke_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["question"] == QUESTION and 2 <= len(summary["answer"]) <= 4
+    assert {"calibration_changes", "explanation_changes", "summary", "calibration_by_level"} <= set(summary)
+    levels = pd.read_csv(out / "calibration_by_level.csv")
+    fitted = levels[levels["grouping"] == "superpixels"].groupby("model")["kl_calibration_error_top_label"].mean()
+    assert f"{fitted['uncalibrated']:.4f} [" in summary["answer"][0]
+    assert f"-> {fitted['recalx']:.4f} [" in summary["answer"][0]
+    means = pd.read_csv(out / "summary.csv").set_index(["metric", "method", "model"])["mean"]
+    for method in ("kernelshap", "lime"):
+        change = (f"{method} {means['localization', method, 'uncalibrated']:.3f} -> "
+                  f"{means['localization', method, 'recalx']:.3f}")
+        assert change in summary["answer"][1]
+    assert "<div class='headline'>" in report.read_text()

@@ -5,7 +5,8 @@ A thin wrapper of ``xaitrust.evaluation.meta.meta_evaluate``: the model and data
 trained on Fashion-MNIST (Adam, lr 1e-3, batch 128, 3 epochs: the benchmark's quick recipe), trained on first use
 and cached. Writes into ``--out``: ``meta_values.csv`` (every metric value, clean and perturbed),
 ``meta_evaluation.csv`` (the scores of every perturbation), ``meta_summary.csv`` (per metric and test, with the
-verdict), ``meta_evaluation.html`` (the table and one sentence per metric) and ``settings.json``.
+verdict), ``meta_evaluation.html`` (the question and its answer, the tables and one sentence per metric,
+``xaitrust.report.meta_evaluation``), ``summary.json`` (the answer and the summary tables) and ``settings.json``.
 """
 
 from __future__ import annotations
@@ -14,23 +15,20 @@ import json
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from ..errors import XaitrustError
 from ..evaluation import available_metrics, get_metric
 from ..evaluation.meta import (
-    CRITERIA,
     DEFAULT_META_EXPLAINERS,
     DEFAULT_META_METRICS,
     DEFAULT_PERTURBATIONS,
     INPUT_NOISE,
-    KINDS,
-    TESTS,
     THRESHOLDS,
     WEIGHT_NOISE,
     meta_evaluate,
     verdicts,
 )
+from ..report.meta_evaluation import write_meta_evaluation_report
 from ..training.pretrained import PROFILES
 from ._inputs import (
     apply_runtime,
@@ -124,7 +122,7 @@ def command(model, weights, model_options_text, input_mean, input_std, cam_layer
                     n_images=len(loaded.x), seed=seed, input_noise=list(INPUT_NOISE), weight_noise=list(WEIGHT_NOISE),
                     thresholds=THRESHOLDS, versions=library_versions())
     (folder / "settings.json").write_text(json.dumps(settings, indent=2))
-    page = write_page(folder / "meta_evaluation.html", result, judged, settings)
+    page = write_meta_evaluation_report(folder, result, judged, settings)
     for sentence in judged["sentence"]:
         click.echo(sentence)
     click.echo(f"tables: {folder}\npage: {page}")
@@ -139,55 +137,3 @@ def default_model(profile: str, cache_dir, device) -> str:
     click.echo(f"{'reusing' if result.reused else 'trained'} the default model ({DEFAULT_ARCHITECTURE} on "
                f"{DEFAULT_DATASET}, profile {profile}) in {result.checkpoint_dir}")
     return str(result.checkpoint_dir)
-
-
-def write_page(path: Path, result, judged: pd.DataFrame, settings: dict) -> Path:
-    """The HTML page: the verdicts, the summary table, the per-test table, the share of predictions each kind of
-    perturbation changed, and how to read them."""
-    from ..report.html import Section, write_report
-
-    summary = result.summary.set_index(["metric", "test"])
-    overall = summary.xs("both", level="test").join(judged.set_index("metric")["verdict"])
-    per_test = summary.drop(index="both", level="test").unstack("test").swaplevel(axis=1)
-    per_test = per_test.reindex(index=overall.index, columns=pd.MultiIndex.from_product([TESTS, [*CRITERIA, "MC"]]))
-    per_test.index.name, per_test.columns.names = None, ["test", None]
-    first = result.values.drop_duplicates(["test", "kind", "perturbation", "sample"])
-    changed = (first["prediction"] != first["perturbed_prediction"]).groupby([first["test"], first["kind"]]).mean()
-    change_line = "; ".join(f"{test} {kind}: {changed[test, kind]:.0%}" for test in TESTS for kind in KINDS)
-    thresholds = ", ".join(f"{criterion} ≥ {threshold:g}" for criterion, threshold in THRESHOLDS.items())
-    setup = (f"{settings['n_images']} test images of {settings['dataset']}, model {settings['model']}, explainers "
-             f"{', '.join(settings['explainers'])}, {settings['perturbations']} perturbations of each kind per test. "
-             "Scores in [0, 1], higher is better; each is the mean of the input and the model perturbation tests, MC "
-             "the mean of the four.")
-    properties = (
-        "MetaQuantus (Hedström et al., TMLR 2023) asks two things of a metric. Noise resilience (NR): minor "
-        f"perturbations that leave the prediction alone (input noise ±{INPUT_NOISE[0]:g}, weights times "
-        f"N(1, {WEIGHT_NOISE[0]:g}²)) should not change its verdict. Adversary reactivity (AR): disruptive "
-        f"perturbations that change the prediction (input noise ±{INPUT_NOISE[1]:g}, clipped to [0, 1]; weights "
-        f"times N(1, {WEIGHT_NOISE[1]:g}²)) should make its scores worse. NR is measured on the images whose "
-        "prediction a perturbation kept, AR on those whose prediction it changed.")
-    scores = (
-        "IAC (intra-consistency) compares each explainer's scores before and after a perturbation with Wilcoxon's "
-        "signed-rank test: IAC_NR is its p-value (high: no systematic shift), IAC_AR one minus it (high: a "
-        "significant change). IEC (inter-consistency): IEC_NR is the share of the explainers' ranking that a minor "
-        "perturbation leaves in place, IEC_AR the share of (explainer, image) pairs whose score a disruptive "
-        "perturbation makes worse. A metric that ignores the problem (constant) or answers at random scores about 0.5 "
-        "in MC.")
-    verdict = (
-        f"Verdict: believe a metric when every criterion reaches its threshold in both tests ({thresholds}); "
-        "otherwise be careful, for the reasons given above. The thresholds ask for clearly better than an "
-        "uninformative metric: AR scores of 0.5 are chance, IEC_NR of 1 / (number of explainers) is chance, and "
-        "IAC_NR below 0.05 is a significant shift. The verdict holds for this model, these explainers and these "
-        "images; the input test keeps the explanations of the clean images, so metrics of the maps alone "
-        "(sparseness, complexity) cannot react to it.")
-    sections = [
-        Section("Meta-consistency per metric", [setup],
-                tables={"Scores and verdict (mean of the two tests)": overall.reset_index(),
-                        "Per test (IPT: inputs perturbed, MPT: model perturbed)": per_test}),
-        Section("How to read this", [
-            properties, scores, verdict,
-            f"Share of images whose prediction the perturbations changed: {change_line}.",
-        ]),
-    ]
-    return write_report(path, "xaitrust meta-evaluation: which metrics to believe", list(judged["sentence"]),
-                        sections, json.dumps(settings, indent=2))

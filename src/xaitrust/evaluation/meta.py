@@ -34,6 +34,12 @@ A value a metric leaves NaN takes its image out of that comparison; a score with
 changed under the disruptive perturbations, say) is NaN, and so is the MC it enters. MetaQuantus also repeats the
 ``K`` perturbations in several iterations, whose scores it averages: here that is ``K`` times the iterations.
 
+Uncertainty (``by_perturbation``): the ``k``-th perturbation of each kind and test gives its own
+``MC_k = (MC_k(IPT) + MC_k(MPT)) / 2``, each criterion averaged over the explainers of that perturbation; without
+NaN scores the mean of the ``K`` values ``MC_k`` is the metric's MC. Every metric is scored on the same perturbed
+problems, so the ``MC_k`` of two metrics are paired by ``k``: the spread over ``k`` gives MC an interval over the
+perturbations and two metrics a paired comparison (``xaitrust.statistics``).
+
 Every perturbation is seeded: image ``i``'s input noise comes from ``seed`` and its bytes
 (``xaitrust.seeding.image_seed``), the weight noise from ``seed`` in the order of the perturbations, so an image gets
 the same noise in any batch, and the first perturbations of a run with a larger ``K`` are those of a smaller one.
@@ -222,6 +228,18 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
         per_test["both"] = list(np.mean([per_test[test] for test in TESTS], axis=0))
         rows.extend([metric, test, *row] for test, row in per_test.items())
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def by_perturbation(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per metric and perturbation index ``k`` of a ``scores`` table: the MC of the ``k``-th perturbations of each
+    test (``IPT``, ``MPT``: the mean of the four criteria, each the mean over explainers of its values at ``k``, NaN
+    left out) and ``MC``, their mean (NaN when a criterion is NaN), in the order of the metrics."""
+    criteria = scores.groupby(["metric", "perturbation", "test", "criterion"], sort=False)["value"].mean()
+    per_test = criteria.unstack("criterion").reindex(columns=list(CRITERIA)).mean(axis=1, skipna=False)
+    table = per_test.unstack("test").reindex(columns=list(TESTS))
+    table["MC"] = table.mean(axis=1, skipna=False)
+    table.columns.name = None
+    return table.reset_index("perturbation").loc[list(dict.fromkeys(scores["metric"]))].reset_index()
 
 
 def verdicts(summary: pd.DataFrame) -> pd.DataFrame:

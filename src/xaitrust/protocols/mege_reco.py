@@ -68,7 +68,8 @@ bootstrap interval (``ci_low``, ``ci_high``) and, for the ReCo scores, the noise
 ``floor_95``). The scores are NaN only when their set is empty (``separation.csv`` counts S= and S!=): MeGe needs
 S=, the ReCo scores both S= and S!=; a ``mu_fidelity`` value is NaN for an image whose attribution sums or score
 drops do not vary over the subsets (e.g. an all-zero Grad-CAM map). ``model`` names the family: ``cnn``, ``cnn+noise-0.05``,
-``cnn+shuffle-0.1``, ``lipschitz-cnn``.
+``cnn+shuffle-0.1``, ``lipschitz-cnn``. ``report.html`` and ``summary.json`` (the question, its answer and the main
+tables) come from ``xaitrust.report.mege_reco``.
 
 Profiles: ``paper`` keeps the paper's parameters (ResNet-18 with 26 base filters and dropout 0.4 for Fashion-MNIST,
 appendix E; all 60,000 training images; 10,000 explained images, the paper's muFidelity sample; IG 60 points, SmoothGrad
@@ -91,9 +92,7 @@ import warnings
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import tomli_w
 import torch
 
 from ..data import stratified_kfold, stratified_sample
@@ -112,8 +111,7 @@ from ..metrics.distance_sanity import distance_sanity_tests
 from ..metrics.distances import DISTANCES
 from ..models import build_model
 from ..models.loading import ModelSource
-from ..report.figures import plot_curves, plot_histograms, plot_map_grid
-from ..report.html import Section, write_report
+from ..report.mege_reco import write_mege_reco_report
 from ..training import randomize_weights, shuffle_labels, train_k_fold
 from ..training.config import LOSSES, TrainConfig
 from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
@@ -479,107 +477,11 @@ def sanity_table(summary: pd.DataFrame, base: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
-def sanity_figures(figures: Path, sanity: pd.DataFrame) -> dict[str, Path]:
-    """One figure per (metric, degradation): score against degradation level, one line per method."""
-    paths = {}
-    for (metric, degradation), part in sanity.groupby(["metric", "degradation"], sort=False):
-        curves = {method: (torch.tensor(rows["level"].to_numpy()), torch.tensor(rows["mean"].to_numpy())[None])
-                  for method, rows in part.sort_values("level").groupby("method", sort=False)}
-        what = "share of layers with weight noise" if degradation == "noise" else "share of shuffled labels"
-        paths[f"{metric} vs {what}"] = plot_curves(figures / f"sanity-{metric}-{degradation}.png", curves, what, metric)
-    return paths
-
-
 def explained_samples(data, config: dict) -> torch.Tensor:
     """Indices of the explained images of D: stratified by (fold, class), so every fold and class is represented."""
     folds = stratified_kfold(data.y, config["k"], config["seed"])  # the folds train_k_fold makes
     size = min(config["n_samples"] or len(data), len(data))
     return stratified_sample(folds * data.num_classes + data.y, size, seed=config["seed"])
-
-
-def sanity_findings(sanity: pd.DataFrame) -> list[str]:
-    """For each degradation and metric: how many methods score lower at the strongest level than when clean, how far
-    the mean over methods moves, and how far the random control moves. The control matters for ``reco``: eq. 6 as
-    printed (``reco_as_written``) compares shares of S= and S!=, whose sizes follow the accuracy, so it can drop for
-    maps that carry no information at all; ``reco`` (rates) cannot."""
-    lines = []
-    for (degradation, metric), part in sanity.groupby(["degradation", "metric"], sort=False):
-        means = part.pivot_table(index="method", columns="level", values="mean", dropna=False)
-        strongest_level = means.columns.max()
-        clean, strongest = means[means.columns.min()], means[strongest_level]
-        control = (clean.get("random", np.nan), strongest.get("random", np.nan))
-        clean, strongest = clean.drop(index="random", errors="ignore"), strongest.drop(index="random", errors="ignore")
-        finite = clean.notna() & strongest.notna()
-        what = f"{metric} under {'weight noise' if degradation == 'noise' else 'label shuffling'} ({strongest_level:g})"
-        if not finite.any():
-            lines.append(f"{what}: undefined for every method (S= or S!= is empty, see the S=/S!= sizes).")
-            continue
-        dropped = int((strongest[finite] < clean[finite]).sum())
-        line = (f"{what}: lower than clean for {dropped} of {int(finite.sum())} methods; mean over methods "
-                f"{clean[finite].mean():.3f} -> {strongest[finite].mean():.3f}")
-        if np.isfinite(control).all():
-            beyond = int((strongest[finite] - clean[finite] < control[1] - control[0]).sum())
-            line += (f"; the random control moved {control[0]:.3f} -> {control[1]:.3f}, and {beyond} of "
-                     f"{int(finite.sum())} methods fell relative to it (a change below the control's)")
-        lines.append(line + ".")
-    return lines
-
-
-def floor_findings(intervals: pd.DataFrame, base: str) -> list[str]:
-    """Per ReCo reading on ``base``: which methods (the random control apart) score above the 95% noise floor."""
-    lines = []
-    for metric, what in (("reco", "ReCo"), ("reco_as_written", "ReCo as written")):
-        part = intervals[(intervals["model"] == base) & (intervals["metric"] == metric)
-                         & (intervals["method"] != "random")].dropna(subset=["value", "floor_95"])
-        if not len(part):
-            continue
-        above = part[part["value"] > part["floor_95"]]["method"].tolist()
-        low, high = part["floor_95"].min(), part["floor_95"].max()
-        floors = f"{low:.3f}" if f"{low:.3f}" == f"{high:.3f}" else f"{low:.3f}-{high:.3f}"
-        lines.append(f"{what} on {base}: {len(above)} of {len(part)} methods above the 95% noise floor of "
-                     f"uninformative distances ({floors} for these sizes of S= and S!=)"
-                     f"{': ' + ', '.join(above) if above else ''}.")
-    return lines
-
-
-def findings(summary: pd.DataFrame, accuracy: pd.DataFrame, sanity: pd.DataFrame, base: str,
-             intervals: pd.DataFrame | None = None) -> list[str]:
-    """Plain sentences computed from the numbers."""
-    lines = []
-    for family, part in accuracy.groupby("model", sort=False):
-        values = part["held_out_accuracy"]
-        lines.append(f"{family}: held-out accuracy {values.mean():.3f} (folds {values.min():.3f}-{values.max():.3f}).")
-    means = summary[summary["model"] == base].pivot_table(index="method", columns="metric", values="mean", dropna=False)
-    methods = means.drop(index="random", errors="ignore")
-    for metric in ("mege", "reco", "reco_as_written", "mu_fidelity"):
-        column = methods[metric].dropna()
-        if not len(column):
-            lines.append(f"{metric} on {base}: undefined for every method (S= or S!= is empty, see the S=/S!= sizes).")
-            continue
-        line = f"Highest {metric} on {base}: {column.idxmax()} ({column.max():.3f}); lowest: {column.idxmin()} " \
-               f"({column.min():.3f})"
-        random = means.loc["random", metric] if "random" in means.index else np.nan
-        if np.isfinite(random):
-            line += f"; random {random:.3f}, beaten by {int((column > random).sum())} of {len(column)}"
-        lines.append(line + ".")
-    if intervals is not None and len(intervals):
-        lines += floor_findings(intervals, base)
-    lines += sanity_findings(sanity)
-    if LIPSCHITZ_MODEL in set(summary["model"]) and base != LIPSCHITZ_MODEL:
-        pairs = summary[summary["model"].isin([base, LIPSCHITZ_MODEL])]
-        table = pairs.pivot_table(index=["metric", "method"], columns="model", values="mean", dropna=False)
-        for metric in ("mege", "reco", "reco_as_written"):
-            scores = table.loc[metric]
-            gain = (scores[LIPSCHITZ_MODEL] - scores[base]).drop(index="random", errors="ignore").dropna()
-            if not len(gain):
-                lines.append(f"{metric} of {LIPSCHITZ_MODEL} against {base}: undefined for every method.")
-                continue
-            line = f"{LIPSCHITZ_MODEL} has a higher {metric} than {base} for {int((gain > 0).sum())} of {len(gain)} methods"
-            control = scores[LIPSCHITZ_MODEL].get("random", np.nan) - scores[base].get("random", np.nan)
-            if np.isfinite(control):
-                line += f"; the random control moved by {control:+.3f}, and {int((gain > control).sum())} gained more"
-            lines.append(line + ".")
-    return lines
 
 
 def trainings(config: dict) -> int:
@@ -627,104 +529,6 @@ def execute(run: RunFolder) -> Path:
     distances = pd.DataFrame(run.cached_json("distance_tests", lambda: {
         "rows": distance_tests(config).to_dict("records")})["rows"])
     run.write_table("distance_tests", distances)
-    return write_run_report(run, summary, accuracy, separation, sanity, scores, x[:8], len(x), intervals, distances)
-
-
-def interval_table(intervals: pd.DataFrame) -> pd.DataFrame:
-    """The clean families' MeGe and ReCo with their 95% bootstrap intervals and ReCo's noise floor, as text."""
-    clean = intervals[intervals["degradation"] == "none"]
-    names = {"mege": "MeGe", "reco": "ReCo", "reco_as_written": "ReCo as written (eq. 6)"}
-    rows = {}
-    for row in clean.itertuples():
-        cells = rows.setdefault((row.model, row.method), {})
-        cells[f"{names[row.metric]} [95% CI]"] = f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
-        if row.metric != "mege":
-            cells[f"{names[row.metric]}: noise floor, mean / 95%"] = f"{row.floor_mean:.3f} / {row.floor_95:.3f}"
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.names = ["model", "method"]
-    return table
-
-
-def distance_test_table(distances: pd.DataFrame) -> pd.DataFrame:
-    """``distance_tests`` as text, one column per test: pass/fail, the largest drop and the curve's first and last
-    values."""
-    def cell(row, test):
-        return (f"{row[test]} (drop {100 * row[f'{test}_drop']:.1f}%; {row[f'{test}_first']:.3g} -> "
-                f"{row[f'{test}_last']:.3g})")
-
-    return pd.DataFrame({"used here": distances["used"].map({True: "yes", False: ""}).to_numpy(),
-                         "F.1 moving point": [cell(row, "moving_point") for _, row in distances.iterrows()],
-                         "F.2 noise": [cell(row, "noise") for _, row in distances.iterrows()]},
-                        index=pd.Index(distances["distance"], name="distance"))
-
-
-def write_run_report(run, summary, accuracy, separation, sanity, scores, images, n_images: int, intervals,
-                     distances) -> Path:
-    """Figures and ``report.html``: the clean families' scores side by side with their intervals and noise floors,
-    S=/S!= histograms, the sanity check, the distance tests."""
-    config, figures = run.config, run.path / "figures"
-    base = ModelSource.from_config(config).label
-    clean = summary[summary["degradation"] == "none"]
-    side_by_side = clean.pivot_table(index="method", columns=["metric", "model"], values="mean", sort=False)
-    distance = DISTANCES[config["distance"]].description
-    histograms = {
-        f"S= and S!= ({family}, {method})": plot_histograms(
-            figures / f"separation-{family}-{method}.png",
-            {"S= (both correct)": s_eq.numpy(), "S!= (one correct)": s_neq.numpy()}, distance,
-            f"{family}: {method}", bins=config["histogram_bins"])
-        for family in clean["model"].unique() for method, (s_eq, s_neq) in scores[family].separation.items()
-    }
-    scores_text = (
-        f"{config['k']}-fold cross-training on {config['train_size'] or 'all'} {config['dataset']} training images; "
-        f"{n_images} images explained ({config['target']} class, {config['output']}, maps reduced by "
-        f"{config['reduction']}), distance: {distance}. MeGe, ReCo, ReCo_AUC and muFidelity: higher is better. "
-        "muFidelity is the mean over the images, each scored on the model that did not train on it. "
-        "ReCo (reco) takes TPR and TNR as the rates the paper's text names (share of S= below and of S!= above the "
-        "threshold), as the authors' code does; reco_as_written takes eq. 6 as printed (shares of each side of the "
-        "threshold), which the sizes of S= and S!= push towards |S=| / |S| for any maps."
-    )
-    intervals_text = (
-        f"95% percentile bootstrap intervals over {config['bootstrap_samples']} resamples of the {n_images} explained "
-        "images (each resampled image brings all its pairs). Noise floor: the ReCo of S= and S!= sets of the same "
-        f"sizes whose distances carry no information ({config['floor_draws']} random assignments of the distances to "
-        "the two sets): its mean and 95% quantile. A ReCo below the 95% floor is indistinguishable from "
-        "uninformative maps; for ReCo as written the floor shows how far the sizes alone carry it. ReCo is a maximum "
-        "over thresholds, so resampling biases it upwards: its interval can sit mostly above the value."
-    )
-    distances_text = (
-        "Appendix F of the paper: F.1 a point of interest moves across a 32 x 32 image "
-        f"({config['distance_test_positions']} positions); the distance to the first image must grow monotonically. "
-        f"F.2 Gaussian noise of growing sigma ({config['distance_test_repeats']} draws per sigma); the mean distance "
-        "to the clean image must grow monotonically. A curve passes when it never falls more than 5% of its largest "
-        "value below its running maximum and ends above its start; drop: that largest fall, relative to the largest "
-        "value; a -> b: the curve from no to the largest displacement (F.1), from the smallest to the largest sigma "
-        "(F.2). The paper reports that every candidate passes both tests and keeps 1 - |Spearman|."
-    )
-    sanity_text = (
-        f"Weight noise N(0, {config['noise_std']}) on {config['noise_unit']} shares {config['noise_levels']}; labels "
-        f"shuffled for shares {config['shuffle_levels']}. Level 0 is the clean family."
-    )
-    separation_text = (
-        "S=: distances between two models' maps of an image both classify correctly; S!=: exactly one does. Well "
-        "separated histograms (S= to the left) mean consistent explanations (high ReCo)."
-    )
-    sections = [
-        Section("Scores of the clean families (paper Tables 1-3, 7)", [scores_text],
-                tables={"Mean per method": side_by_side, "Held-out accuracy per fold model": accuracy}),
-        Section("Uncertainty of MeGe and ReCo, and ReCo's noise floor", [intervals_text],
-                tables={"Score [95% bootstrap interval] and noise floor": interval_table(intervals)}),
-        Section("Sanity check: degraded models (paper Fig. 3/9, Fig. 4)", [sanity_text],
-                tables={"Score per level": sanity.pivot_table(index=["metric", "method"], values="mean",
-                                                              columns=["degradation", "level"], dropna=False)},
-                figures=sanity_figures(figures, sanity)),
-        Section("S= and S!= (paper Fig. 5/10)", [separation_text], tables={"Sizes and means": separation},
-                figures=histograms),
-        Section("Distance sanity tests (paper appendix F)", [distances_text],
-                tables={"Each candidate distance, each test": distance_test_table(distances)}),
-        Section("Example maps", [], figures={
-            f"Maps of fold model 0 ({family})": plot_map_grid(figures / f"maps-{family}.png", images,
-                                                              scores[family].examples, title=family)
-            for family in clean["model"].unique()}),
-    ]
-    return write_report(run.path / "report.html", "MeGe and ReCo", findings(summary, accuracy, sanity, base, intervals),
-                        sections, tomli_w.dumps(config))
+    return write_mege_reco_report(run, summary=summary, accuracy=accuracy, separation=separation, sanity=sanity,
+                                  scores=scores, images=x[:8], n_images=len(x), intervals=intervals,
+                                  distances=distances)

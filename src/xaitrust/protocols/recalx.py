@@ -53,6 +53,9 @@ with 200 coalitions of the same superpixels, ``kernel_width = 1.0`` and ``ridge 
   first coalition is the full one, as in ``lime``). Captum's default is 25 coalitions.
 - Both: each pixel gets its group's coefficient (Captum with a ``feature_mask``). Without a feature mask Captum
   treats every scalar input as a feature; the paper does not say which it used.
+
+Run folder: ``calibration_by_level.csv``, ``results.csv`` and ``summary.csv``; ``report.html`` and ``summary.json``
+(the question, its answer and the before/after tables with their intervals) come from ``xaitrust.report.recalx``.
 """
 
 from __future__ import annotations
@@ -60,13 +63,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import tomli_w
 import torch
 
 from ..calibration import Calibrator, ReCalX, calibration_error_by_level
 from ..calibration.kl import MODES as KL_MODES
 from ..calibration.perturbed import GROUPINGS
-from ..calibration.plots import plot_error_by_level_panels
 from ..errors import XaitrustError
 from ..explainers import get_explainer
 from ..explainers.reduce import reduce_attributions
@@ -74,8 +75,7 @@ from ..explainers.surrogate import SurrogateExplainer
 from ..metrics import deletion, gt_alignment, localization, pointing_game
 from ..models.loading import ModelSource
 from ..perturb.orders import TIES
-from ..report.figures import plot_curves, plot_map_grid
-from ..report.html import Section, write_report
+from ..report.recalx import kl_column, write_recalx_report
 from .common import (
     RECIPE_DEFAULTS,
     TRAINED_MODEL_DEFAULTS,
@@ -83,13 +83,12 @@ from .common import (
     check_model_source,
     explain_cached,
     images_to_explain,
-    model_description,
     train_and_split,
     with_sample_columns,
     write_results,
 )
 from .config import ProtocolSpec
-from .results import pivot_summary, tidy_rows
+from .results import tidy_rows
 from .run_folder import RunFolder
 
 _COMMON = {
@@ -118,12 +117,6 @@ _COMMON = {
     "deletion_steps": 50,
     "explainer_batch_size": 32,
 }
-
-
-#: Measured bias of the canonical estimate, quoted in the report (xaitrust.calibration.kl has the table).
-CANONICAL_BIAS_NOTE = ("on synthetic 6-class sources it reads +0.23 for a calibrated model and +0.33 for an "
-                       "over-confident one of true error 0.10 with 1000 predictions, where the top-label estimate "
-                       "reads +0.01 and +0.15 (its truth 0 and 0.10)")
 
 
 def validate(config: dict) -> None:
@@ -240,11 +233,6 @@ def fit_recalx(run: RunFolder, model, calibration, config: dict) -> ReCalX:
     return recalx
 
 
-def kl_column(mode: str) -> str:
-    """The column of the KL calibration error in ``mode``: ``kl_calibration_error_canonical``, ..._top_label, ..."""
-    return f"kl_calibration_error_{mode.replace('-', '_')}"
-
-
 def error_by_level(models: dict, held_out, config: dict) -> pd.DataFrame:
     """Calibration measures at each perturbation level, per perturbation family (``evaluated_features``) and model,
     on the held-out images (the same perturbations for both models), with one KL column per ``kl_modes`` entry."""
@@ -286,39 +274,6 @@ def explanation_rows(run, models, x, target, masks, config) -> tuple[pd.DataFram
     return pd.concat(tables, ignore_index=True), examples, curves
 
 
-def findings(levels: pd.DataFrame, summary: pd.DataFrame, config: dict) -> list[str]:
-    lines = []
-    fitted = fitted_features(config)[0]
-    for grouping, part in levels.groupby("grouping", sort=False):
-        how = "the family ReCalX was fitted on" if grouping == fitted else "not the family ReCalX was fitted on"
-        for mode in config["kl_modes"]:
-            kl = part.pivot_table(index="perturbation_level", columns="model", values=kl_column(mode))
-            before, after = kl["uncalibrated"], kl["recalx"]
-            lines.append(
-                f"KL calibration error ({mode}) with random {grouping} replaced ({how}), maximum over perturbation levels: "
-                f"{before.max():.4f} uncalibrated -> {after.max():.4f} with ReCalX; lower at "
-                f"{int((after < before).sum())} of {len(kl)} levels (held-out images)."
-            )
-            if grouping == fitted:
-                lines.append(f"Uncalibrated error ({mode}) {'grows' if before.iloc[-1] > before.iloc[0] else 'does not grow'} "
-                             f"from the lowest to the highest perturbation level ({before.iloc[0]:.4f} -> "
-                             f"{before.iloc[-1]:.4f}); the paper reports it grows.")
-    means = summary.pivot_table(index=["metric", "method"], columns="model", values="mean")
-    for metric in ("localization", "gt_alignment", "pointing_game", "deletion_area"):
-        if metric in means.index.get_level_values(0):
-            for method, row in means.loc[metric].iterrows():
-                lines.append(f"{method} {metric}: {row['uncalibrated']:.4f} uncalibrated -> {row['recalx']:.4f} ReCalX.")
-    return lines
-
-
-def describe_features(grouping: str, options: dict) -> str:
-    """A perturbation family in words, e.g. "SLIC superpixels (n_segments=50, ...)"."""
-    if grouping == "pixels":
-        return "single pixels"
-    settings = ", ".join(f"{name}={'default' if value is None else value}" for name, value in options.items())
-    return f"{'SLIC superpixels' if grouping == 'superpixels' else 'square patches'} ({settings})"
-
-
 def explainer_settings(config: dict) -> pd.DataFrame:
     """Every parameter of each configured explainer as built (``explainer_params`` over the class defaults)."""
     rows = []
@@ -349,47 +304,10 @@ def execute(run: RunFolder) -> Path:
     summary = write_results(run, results)
     temperatures = pd.DataFrame({"bin": range(config["n_bins"]),
                                  "temperature": torch.as_tensor(recalx.temperatures_).tolist()})
-    if masks is None:
-        note = f"{config['dataset']} has no ground-truth masks: localisation scores are not computed."
-    else:
-        note = "Localisation against the objects' ground-truth masks."
-
-    figures = run.path / "figures"
-    fitted = fitted_features(config)
-    families = evaluated_features(config)
-    panels = {
-        grouping: {name: rows.to_dict("records") for name, rows in part.groupby("model", sort=False)}
-        for grouping, part in levels.groupby("grouping", sort=False)
-    }
-    level_figures = {f"KL calibration error ({mode}) by level": plot_error_by_level_panels(
-        panels, figures / f"kl-{mode}-by-level.png", kl_column(mode)) for mode in config["kl_modes"]}
-    level_figures["Binned ECE by level"] = plot_error_by_level_panels(panels, figures / "ece-by-level.png", "ece")
-    surrogates = ", ".join(surrogate_segmentations(config)) or "none configured; KernelSHAP's and LIME's defaults"
-    sections = [
-        Section("Calibration under perturbation (ReCalX Fig. 1)",
-                [(f"{model_description(config, prepared.trained)}. ReCalX fitted on {len(calibration)} images with "
-                  f"{config['replacement']} replacement of {describe_features(*fitted)}; the surrogate explainers "
-                  f"({surrogates}) switch {describe_features(*explainer_segmentation(config))}. Calibration measured "
-                  f"on {len(held_out)} other images under "
-                  f"{' and under '.join(describe_features(g, o) for g, o in families.items())}, for both models. "
-                  "Perturbation level: the fraction of features replaced (perturbation_level; pixel_level is the mean "
-                  "fraction of pixels replaced, the level ReCalX bins by)."),
-                 ("KL calibration error: the risk estimator of Popordanoska et al. (2024), Dirichlet kernel, bandwidth "
-                  "by leave-one-out likelihood; 'canonical' scores the whole predicted distribution (the paper's "
-                  "CE_KL), 'top-label' the confidence of the predicted class. The canonical estimate is biased at "
-                  f"these sizes ({CANONICAL_BIAS_NOTE}; xaitrust.calibration.kl), by an amount that depends on how "
-                  "sharp the predictions are, so it also shifts between the two models: read the top-label estimate "
-                  "against 0.")],
-                tables={"By level": levels, "Temperature per bin": temperatures,
-                        "Explainer settings": explainer_settings(config)},
-                figures=level_figures),
-        Section("Explanations (ReCalX Tables 1-2)", [note],
-                tables={"Mean per method": pivot_summary(summary, ("method",), ("metric", "model"))},
-                figures={"Deletion curves": plot_curves(figures / "deletion.png", curves, "fraction of pixels removed",
-                                                        f"normalised {config['output']}")}),
-        Section("Example maps", [], figures={
-            f"Maps ({name})": plot_map_grid(figures / f"maps-{name}.png", x[:8], maps, title=name)
-            for name, maps in examples.items()}),
-    ]
-    return write_report(run.path / "report.html", "ReCalX", findings(levels, summary, config), sections,
-                        tomli_w.dumps(config))
+    return write_recalx_report(
+        run, trained=prepared.trained, calibration_size=len(calibration), held_out_size=len(held_out),
+        fitted=fitted_features(config), explained=explainer_segmentation(config),
+        surrogates=list(surrogate_segmentations(config)), families=evaluated_features(config), levels=levels,
+        temperatures=temperatures, settings=explainer_settings(config), results=results, summary=summary,
+        curves=curves, examples=examples, images=x[:8], has_masks=masks is not None,
+    )
