@@ -39,7 +39,7 @@ DIRECTIONS = {
     "max_sensitivity": False, "avg_sensitivity": False, "continuity": False, "relative_input_stability": False,
     "relative_output_stability": False, "relative_representation_stability": False, "prediction_consistency": True,
     "mprt_cascading": False, "mprt_independent": False, "smooth_mprt": False, "efficient_mprt": True,
-    "random_logit": False,
+    "random_logit": False, "data_randomisation": False, "randomisation_similarity": False,
     "faithfulness_correlation": True, "faithfulness_estimate": True, "monotonicity": True,
     "monotonicity_correlation": True, "infidelity": False, "sensitivity_n": True, "region_perturbation": True,
     "selectivity": False, "irof": True, "road_morf": False, "road_lerf": True, "average_drop": False,

@@ -1,6 +1,7 @@
-"""End to end: the benchmark protocol's smoke profile writes a complete run folder, resumes, and its report renders
-in headless Chromium without errors."""
+"""End to end: the benchmark protocol's smoke profile writes a complete run folder (results, the verdict in
+summary.json, a report that opens with it), resumes, and its report renders in headless Chromium without errors."""
 
+import json
 import shutil
 
 import pandas as pd
@@ -11,6 +12,8 @@ from xaitrust.protocols import run_protocol
 from xaitrust.protocols.benchmark import SPEC
 from xaitrust.protocols.config import resolve_config
 from xaitrust.protocols.scoring import ALL_METHODS, RANDOM_SUPERPIXELS
+from xaitrust.report.benchmark import deletion_change, outcome_changes
+from xaitrust.report.verdict import benchmark_verdict
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -23,7 +26,8 @@ def smoke_run(run_smoke):
 def test_run_folder_holds_config_results_and_report(smoke_run):
     out, report, _ = smoke_run
     assert report == out / "report.html"
-    for name in ("config.toml", "versions.json", "results.csv", "summary.csv", "scorecard.csv", "calibration.csv"):
+    for name in ("config.toml", "versions.json", "results.csv", "summary.csv", "scorecard.csv", "calibration.csv",
+                 "summary.json"):
         assert (out / name).is_file(), name
     results = pd.read_csv(out / "results.csv")
     config = resolve_config(SPEC, "smoke")
@@ -42,6 +46,44 @@ def test_run_folder_holds_config_results_and_report(smoke_run):
     calibration = pd.read_csv(out / "calibration.csv")
     # Temperature scaling keeps the argmax: accuracy is unchanged.
     assert calibration["accuracy"].iloc[0] == pytest.approx(calibration["accuracy"].iloc[1])
+
+
+def test_the_sanity_check_runs_once_per_method_on_the_reference_model(smoke_run):
+    out, _, _ = smoke_run
+    config = resolve_config(SPEC, "smoke")
+    results = pd.read_csv(out / "results.csv")
+    sanity = results[results["metric"] == "randomisation_similarity"]
+    assert set(sanity["model"]) == {"uncalibrated"}
+    assert set(sanity["method"]) == set(config["explainers"])
+    assert sanity.groupby("method")["sample"].nunique().eq(config["n_images"]).all()
+    # The random maps ignore the model: identical on its randomised copy.
+    assert sanity.loc[sanity["method"] == "random", "value"].tolist() == pytest.approx([1.0] * config["n_images"])
+    finite = sanity["value"].dropna()
+    assert finite.between(-1 - 1e-6, 1 + 1e-6).all() and finite[sanity["method"] != "random"].lt(0.999).any()
+
+
+def test_the_report_and_summary_open_with_the_verdict(smoke_run):
+    out, report, _ = smoke_run
+    config = resolve_config(SPEC, "smoke")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["question"] == "Which explanations of this model can be trusted?"
+    assert summary["answer"] == summary["verdict"]["recommendation"] and summary["answer"]
+    methods = {entry["method"]: entry for entry in summary["verdict"]["methods"]}
+    assert set(methods) == set(config["explainers"])
+    assert methods["random"]["control"] and methods["random"]["sanity"] == "fails"
+    assert all(entry["sentence"].startswith(name) for name, entry in methods.items())
+    comparisons = summary["verdict"]["comparisons"]
+    assert len(comparisons) == 5 * (len(config["explainers"]) - 1)
+    assert {row["outcome"] for row in comparisons} <= {"better", "worse", "indistinguishable"}
+    assert all(0 <= row["p_value"] <= row["p_adjusted"] <= 1 for row in comparisons)
+    means = pd.DataFrame(summary["means"])
+    assert set(means["model"]) == {"uncalibrated", "calibrated"} and (means["rank"].dropna() >= 1).all()
+    page = report.read_text()
+    assert page.index("Which explanations of this model can be trusted?") < page.index("<h2>Verdict") < page.index(
+        "<h2>Scorecard") < page.index("<h2>Glossary")
+    assert "<details><summary>Scorecard of the calibrated model</summary>" in page
+    for metric in config["metrics"]:
+        assert f"<dt><b>{metric}</b>" in page
 
 
 def test_rerun_resumes_without_recomputing(smoke_run):
@@ -104,15 +146,13 @@ def test_removal_value_of_the_mif_lif_curves_is_checked():
 
 
 def test_deletion_change_counts_methods_apart_from_the_random_control():
-    from xaitrust.protocols.benchmark import deletion_change
-
     rows = [("deletion_area", method, model, value)
             for method, before, after in [("ig", 0.50, 0.48), ("mp", 0.30, 0.31), ("sal", 0.70, 0.695),
                                           ("random", 0.72, 0.71)]
             for model, value in [("uncalibrated", before), ("temperature", after)]]
     summary = pd.DataFrame(rows, columns=["metric", "method", "model", "mean"])
     line = deletion_change(summary, "temperature")
-    assert line.startswith("temperature lowered the mean deletion area (more faithful) for 2 of 3 methods")
+    assert line.startswith("The temperature model lowered the mean deletion area (more faithful) for 2 of 3 methods")
     assert "the random maps' area moved by -0.0100, and 1 of 3 methods moved lower than that" in line
 
 
@@ -123,3 +163,14 @@ def test_an_explainer_that_cannot_explain_the_model_stops_the_run_before_trainin
     with pytest.raises(XaitrustError, match="guided-backprop has no rule for MaxMin"):
         run_protocol("benchmark", profile="smoke", config_file=config, out=tmp_path / "run")
     assert not (tmp_path / "run" / "models").exists()
+
+
+def test_outcome_changes_name_the_comparisons_calibration_turned():
+    values = {"random": [0.5, 0.6, 0.4, 0.55, 0.45, 0.5], "ig": [0.1, 0.2, 0.15, 0.12, 0.18, 0.11]}
+    rows = [("deletion_area", method, model, sample, value + (0.4 if model == "calibrated" and method == "ig" else 0))
+            for model in ("uncalibrated", "calibrated") for method, scores in values.items()
+            for sample, value in enumerate(scores)]
+    results = pd.DataFrame(rows, columns=["metric", "method", "model", "sample", "value"])
+    line = outcome_changes(benchmark_verdict(results), benchmark_verdict(results, "calibrated"))
+    assert line == ("On the calibrated model, 1 of the 1 comparisons with the random maps have another outcome than on "
+                    "the uncalibrated model: ig on deletion area (better -> indistinguishable).")

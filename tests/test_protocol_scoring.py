@@ -1,13 +1,23 @@
-"""The scorecard's per-sample rows: an image whose clean logit is not positive has an undefined MIF/LIF area."""
+"""The scorecard's per-sample rows: an image whose clean logit is not positive has an undefined MIF/LIF area; the
+curves kept for figures are those the areas measured; the sanity check (full-model randomisation) scores 1 for maps
+that ignore the model and equals the cascading MPRT on a one-layer model."""
 
 import math
 import warnings
 
 import torch
 
+from xaitrust.evaluation import MetricInputs, get_metric
+from xaitrust.explainers import get_explainer
 from xaitrust.metrics.faithfulness import random_superpixel_deletion
+from xaitrust.metrics.randomisation import (
+    model_parameter_randomisation,
+    randomisation_similarity,
+)
+from xaitrust.metrics.sanity import SIMILARITIES
 from xaitrust.protocols.scoring import FAITHFULNESS_METRICS, faithfulness_rows
 from xaitrust.testing.oracles import LinearModel
+from xaitrust.training.degrade import reinitialize_layers
 
 CONFIG = {"n_superpixels": 8, "n_orders": 2, "seed": 0, "deletion_steps": 10, "replacement": "zero", "ties": "random",
           "output": "probability", "mu_fidelity_subsets": 8, "metrics": list(FAITHFULNESS_METRICS)}
@@ -43,3 +53,49 @@ def test_tied_map_values_are_removed_in_the_configured_order():
         rows, _ = faithfulness_rows(model, x, target, weight * x, maps, config, baseline, "m", "linear", (0.0,))
         areas[ties] = rows[rows["metric"] == "deletion_area"]["value"].to_numpy()
     assert (areas["stable"] < 0.1).all() and (areas["random"] > 0.15).all()
+
+
+def test_the_curves_kept_for_figures_are_those_the_areas_measured():
+    weight = torch.rand(1, 1, 8, 8)
+    x = torch.rand(3, 1, 8, 8)
+    model, target, maps = LinearModel(weight), torch.zeros(3, dtype=torch.long), (weight * x)[:, 0]
+    baseline = random_superpixel_deletion(model, x, target, 8, 2, 0, steps=10, replacement="zero")
+    rows, curves = faithfulness_rows(model, x, target, weight * x, maps, CONFIG, baseline, "m", "linear", (0.0,))
+    assert set(curves) == {"fractions", "deletion", "insertion"} and curves["insertion"].shape == (3, 11)
+    for game in ("deletion", "insertion"):
+        area = torch.trapezoid(curves[game], curves["fractions"], dim=1).double()
+        measured = torch.tensor(rows[rows["metric"] == f"{game}_area"]["value"].to_numpy())
+        torch.testing.assert_close(area, measured)
+    assert not torch.equal(curves["deletion"], curves["insertion"])
+
+
+def input_map(model, x, target, output="logit"):
+    """A map of the image alone: the model plays no part."""
+    return x.clone()
+
+
+def test_maps_that_ignore_the_model_have_randomisation_similarity_one():
+    model = LinearModel(0.2 + 0.1 * torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(3))[0])
+    x = 0.2 + 0.6 * torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    for explainer in (get_explainer("random"), input_map):
+        maps = explainer(model, x, torch.zeros(3, dtype=torch.long), "logit").abs().sum(dim=1)
+        torch.testing.assert_close(randomisation_similarity(model, explainer, x, 0, maps), torch.ones(3))
+
+
+def test_gradient_maps_of_a_learned_weight_are_far_from_those_of_the_randomised_model():
+    weight = torch.full((1, 1, 8, 8), 0.01)
+    weight[..., 2:5, 2:5] = 1.0  # the learned evidence: one patch
+    weight += 0.001 * torch.arange(64.0).reshape(1, 1, 8, 8)  # distinct values, so ranks are defined
+    model, x = LinearModel(weight[0]), 0.2 + 0.6 * torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    saliency = get_explainer("saliency")
+    maps = saliency(model, x, torch.zeros(3, dtype=torch.long), "logit").abs().sum(dim=1)
+    value = randomisation_similarity(model, saliency, x, 0, maps, seed=2)
+    randomised = reinitialize_layers(model, [""], seed=2).weight.detach().abs()[0]
+    torch.testing.assert_close(value, SIMILARITIES["spearman"](maps, randomised.expand(3, 8, 8)))
+    # One weight layer: the full randomisation is the cascading test's only step.
+    torch.testing.assert_close(value, model_parameter_randomisation(model, saliency, x, 0, seed=2))
+    assert (value.abs() < 0.5).all()
+    registered = get_metric("randomisation_similarity")
+    inputs = MetricInputs(model, x, torch.zeros(3, dtype=torch.long), "logit", seed=2, maps=maps, explainer=saliency)
+    assert not registered.higher_is_better and registered.needs == {"maps", "explainer"}
+    torch.testing.assert_close(registered.compute(inputs), value)

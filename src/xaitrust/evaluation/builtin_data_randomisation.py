@@ -14,8 +14,11 @@ from .registry import register_metric
 HOW = "train one with `xaitrust train --permute-labels --out DIR` and set randomised_model = DIR"
 
 
-def _source(params: dict) -> ModelSource:
-    """The randomised model's source from the metric's parameters, checked before any work."""
+def _source(params: dict) -> ModelSource | torch.nn.Module:
+    """The randomised model from the metric's parameters, checked before any work: a module given to the Python API
+    as it is, else the ``ModelSource`` it names."""
+    if isinstance(params.get("randomised_model"), torch.nn.Module):
+        return params["randomised_model"]
     if not params.get("randomised_model"):
         raise XaitrustError(f"metric 'data_randomisation' needs randomised_model, a model trained on permuted labels: "
                             f"{HOW} (metric_params, or --metric-params)")
@@ -28,11 +31,12 @@ def _source(params: dict) -> ModelSource:
 
 
 def _data_randomisation(model, x, target, maps, explainer, *, output, reduction, batch_size,
-                        randomised_model: str = "", randomised_weights: str = "", similarity: str = "spearman"):
-    source = _source({"randomised_model": randomised_model, "randomised_weights": randomised_weights})
-    with torch.no_grad():
-        with_classes = model(x[:1].to(model_device(model))).shape[-1]
-    randomised = source.load(x.shape[1], with_classes, tuple(x.shape[-2:])).to(model_device(model))
+                        randomised_model="", randomised_weights: str = "", similarity: str = "spearman"):
+    randomised = _source({"randomised_model": randomised_model, "randomised_weights": randomised_weights})
+    if isinstance(randomised, ModelSource):
+        with torch.no_grad():
+            classes = model(x[:1].to(model_device(model))).shape[-1]
+        randomised = randomised.load(x.shape[1], classes, tuple(x.shape[-2:])).to(model_device(model))
     return data_randomisation(model, randomised, explainer, x, target, maps, similarity=similarity, output=output,
                               reduction=reduction, batch_size=batch_size or 256)
 
@@ -41,6 +45,6 @@ register_metric(
     _data_randomisation, name="data_randomisation", higher_is_better=False, check=_source,
     description="`similarity` (spearman or ssim) between the map and the map of the same architecture trained on "
     "permuted labels (`randomised_model`: a checkpoint folder, .pt2/.onnx file, or file.py:Name with "
-    "`randomised_weights`; made by `xaitrust train --permute-labels`).",
+    "`randomised_weights`, made by `xaitrust train --permute-labels`; or the module itself in Python).",
     source="Adebayo et al., Sanity checks for saliency maps, NeurIPS 2018 (data randomisation test)",
 )

@@ -10,6 +10,7 @@ from ..metrics.randomisation import (
     efficient_mprt,
     model_parameter_randomisation,
     random_logit,
+    randomisation_similarity,
     smooth_mprt,
 )
 from ..metrics.robustness import consistency, continuity, relative_stability, sensitivity
@@ -129,6 +130,19 @@ register_metric(
 register_metric(
     _mprt("independent"), name="mprt_independent", higher_is_better=False,
     description=MPRT.format(randomised="one layer at a time"), source=ADEBAYO,
+)
+
+
+def _randomisation_similarity(model, x, target, maps, explainer, *, output, seed, reduction, similarity="spearman"):
+    return randomisation_similarity(model, explainer, x, target, maps, similarity=similarity, output=output,
+                                    reduction=reduction, seed=seed)
+
+
+register_metric(
+    _randomisation_similarity, name="randomisation_similarity", higher_is_better=False,
+    description="`similarity` (spearman or ssim) between the map and the same explainer's map of the model with every "
+    "weight layer re-initialised (full-model randomisation); near 1, the map ignores what the model learned.",
+    source=f"{ADEBAYO} (full-model randomisation, the last cascading step)",
 )
 
 

@@ -19,6 +19,16 @@ and, asked for the average (``return_average_correlation``), also averages in th
 the recomputed ones (its entry ``"original"``; the code skips a key named ``"orig"``); its per-layer similarities
 equal these on the same randomised models.
 
+**Full-model randomisation** (Adebayo et al. 2018, the last step of the cascading test, every weight layer
+re-initialised): the similarity between the maps already computed for the model and the maps of the same explainer
+on its fully randomised copy, so that the test costs one explanation::
+
+    R(x) = s(e_f(x), e_{f_rand}(x))
+
+Lower is better: a map that stays similar when the model has learned nothing shows the input or the architecture
+rather than what the model learned (the random explainer, seeded by the image, scores 1). On a model with one weight
+layer it equals the cascading MPRT.
+
 **Smooth MPRT** (Hedström, Weber, Krakowczyk, Bareeva, Motzkus, Samek, Lapuschkin & Höhne 2023, "Sanity checks
 revisited: an exploration to repair the model parameter randomisation test", XAI in Action workshop, NeurIPS):
 noise is averaged out of the explanations before they are compared, between the model and its fully
@@ -124,6 +134,29 @@ def model_parameter_randomisation(
 def fully_randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """A copy of ``model`` with every layer with weights re-initialised (``reinitialize_layers``)."""
     return reinitialize_layers(model, _weight_layers(model), seed=seed)
+
+
+def randomisation_similarity(
+    model: torch.nn.Module,
+    explainer,
+    x: torch.Tensor,
+    target,
+    maps: torch.Tensor,
+    *,
+    similarity: str = "spearman",
+    output: str = "logit",
+    reduction: str = "abs-sum",
+    seed: int = 0,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Full-model randomisation: similarity ``(B,)`` between ``maps`` ``(B, H, W)`` (``explainer``'s maps of ``x`` on
+    ``model``, after ``reduction``) and the maps of ``explainer`` on ``fully_randomised(model, seed)`` (module
+    docstring)."""
+    compare = _similarity(similarity)
+    x, target = check_explained_inputs(model, x, target, output)
+    randomised = explain_maps(explainer, fully_randomised(model, seed), x, target, output=output, reduction=reduction,
+                              batch_size=batch_size)
+    return compare(torch.as_tensor(maps).to(randomised.device), randomised)
 
 
 def smooth_mprt(

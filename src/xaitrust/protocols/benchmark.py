@@ -4,7 +4,8 @@ Steps: train (or reuse) the model; fit a calibrator (temperature scaling by defa
 from the test data; explain the same held-out images with every method on both models; score each method's maps for
 faithfulness (deletion area and BTR with blurred replacement, Calibrate to Interpret; MIF/LIF area, FPA; muFidelity,
 MeGe/ReCo appendix C), coherence (Otsu-TV), stability (local Lipschitz) and the calibration interplay (SSIM between
-the two models' maps); and put the means in one table, methods x (metric, model).
+the two models' maps), and run the sanity check (full-model randomisation, on the uncalibrated model); then give
+the verdict, which methods to trust (``xaitrust.report.verdict``), and the report (``xaitrust.report.benchmark``).
 
 Equal map values (the flat regions of Grad-CAM, Meaningful Perturbation's saturated mask) are removed in a random
 order drawn from ``seed`` (``ties = "random"``, default) in the deletion, insertion and MIF/LIF curves: row by row
@@ -16,14 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-import tomli_w
-
 from ..explainers import available_explainers
 from ..models.loading import ModelSource
 from ..perturb.orders import TIES
-from ..report.figures import plot_curves, plot_map_grid
-from ..report.html import Section, write_report
+from ..report.benchmark import mean_table, write_benchmark_report
 from .common import (
     RECIPE_DEFAULTS,
     TRAINED_MODEL_DEFAULTS,
@@ -41,9 +38,8 @@ from .common import (
     write_results,
 )
 from .config import ProtocolSpec
-from .results import pivot_summary
 from .run_folder import RunFolder
-from .scoring import CONTROLS, HIGHER_IS_BETTER, SCORECARD_METRICS, score_methods
+from .scoring import SCORECARD_METRICS, score_methods
 
 ALL_EXPLAINERS = [info.name for info in available_explainers()]
 
@@ -93,7 +89,8 @@ def validate(config: dict) -> None:
 
 SPEC = ProtocolSpec(
     name="benchmark",
-    description="Scorecard of every explainer on one model: faithfulness, stability, coherence, calibration interplay.",
+    description="Which explanations of one model to trust: every explainer's sanity, faithfulness against random maps, "
+    "stability, coherence and calibration interplay, verdict first.",
     defaults={
         "paper": dict(_COMMON, n_images=256),
         "quick": dict(
@@ -132,63 +129,17 @@ SPEC = ProtocolSpec(
 )
 
 
-def scorecard(summary: pd.DataFrame) -> pd.DataFrame:
-    """Methods x (metric, model) table of means, metrics in the order of ``HIGHER_IS_BETTER``."""
-    table = pivot_summary(summary, index=("method",), columns=("metric", "model"))
-    order = [m for m in HIGHER_IS_BETTER if m in table.columns.get_level_values(0)]
-    return table.reindex(columns=order, level=0).dropna(how="all")
-
-
-def deletion_change(summary: pd.DataFrame, model: str, reference: str = "uncalibrated") -> str:
-    """How many methods ``model`` gives a lower mean deletion area than ``reference``, and how many of them improved by
-    more than the random maps did: the random control of Calibrate to Interpret (section 4.4: "the same random
-    saliency maps applied to the calibrated and uncalibrated models produce similar curves"), which separates better
-    maps from the score's change of scale. Empty when the summary lacks either model."""
-    deletion = summary[summary["metric"] == "deletion_area"].pivot_table(index="method", columns="model", values="mean")
-    if not {model, reference} <= set(deletion.columns):
-        return ""
-    change = deletion[model] - deletion[reference]
-    methods = change.drop(index=list(CONTROLS), errors="ignore")
-    line = f"{model} lowered the mean deletion area (more faithful) for {(methods < 0).sum()} of {len(methods)} methods"
-    if "random" in change.index:
-        beyond = (methods < change["random"]).sum()
-        line += (f"; the random maps' area moved by {change['random']:+.4f}, and {beyond} of {len(methods)} methods "
-                 "moved lower than that (what a method shares with the random maps is the score's change of scale, "
-                 "not better maps)")
-    return line + "."
-
-
-def findings(summary: pd.DataFrame, calibration: pd.DataFrame) -> list[str]:
-    """Plain sentences computed from the numbers: best method per metric and what calibration changed."""
-    lines = []
-    before, after = calibration.iloc[0], calibration.iloc[1]
-    lines.append(
-        f"Calibration ({after['model']}) changed the held-out ECE from {before['ece']:.4f} to {after['ece']:.4f} "
-        f"and the KL calibration error from {before['kl_calibration_error']:.4f} to {after['kl_calibration_error']:.4f}"
-        f" (accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f})."
-    )
-    uncalibrated = summary[(summary["model"] == "uncalibrated") & ~summary["method"].isin(CONTROLS)]
-    for metric, higher in HIGHER_IS_BETTER.items():
-        rows = uncalibrated[uncalibrated["metric"] == metric].dropna(subset=["mean"])
-        if len(rows):
-            best = rows.loc[rows["mean"].idxmax() if higher else rows["mean"].idxmin()]
-            lines.append(f"Best {metric} on the uncalibrated model: {best['method']} ({best['mean']:.4g}; "
-                         f"{'higher' if higher else 'lower'} is better).")
-    line = deletion_change(summary, "calibrated")
-    if line:
-        lines.append(line)
-    return lines
-
-
 def trainings(config: dict) -> int:
     """Models the run trains: none for a given trained model, else the one model."""
     return 0 if ModelSource.from_config(config).is_trained else 1
 
 
 def execute(run: RunFolder) -> Path:
+    """Train or load the model, calibrate it, explain and score the held-out images, write the tables, then the
+    report and ``summary.json`` (``xaitrust.report.benchmark``)."""
     config = run.config
     prepared = train_and_split(run, config)
-    trained, model, calibration, held_out = prepared.trained, prepared.model, prepared.calibration, prepared.held_out
+    trained, model, held_out = prepared.trained, prepared.model, prepared.held_out
     _, models, calibration_results = calibrated_models(run, prepared, {"calibrated": config["calibrator"]})
 
     chosen, x, target = images_to_explain(model, held_out, config)
@@ -196,36 +147,8 @@ def execute(run: RunFolder) -> Path:
     scored = score_methods(run, models, x, target, config, removal_fill(config, model.input_mean), masks)
     results = with_sample_columns(scored.results, models, x, held_out, chosen)
     summary = write_results(run, results)
-    card = scorecard(summary)
-    run.write_table("scorecard", card.reset_index())
-
-    figures = run.path / "figures"
-    grid_figures = {
-        f"Maps ({name})": plot_map_grid(figures / f"maps-{name}.png", x[:8], maps, title=f"{name} model")
-        for name, maps in scored.examples.items()
-    }
-    sections = [
-        Section(
-            "Scorecard",
-            [f"{len(x)} held-out {dataset_label(config)} images, {model_description(config, trained)}, explanations of the "
-             f"{config['output']} of the predicted class, maps reduced by {config['reduction']}. Means per method; "
-             "arrows in the metric list below say which direction is better."],
-            tables={"Mean per method (methods x metric, model)": card},
-        ),
-        Section(
-            "Metrics",
-            [", ".join(f"{m} ({'higher' if h else 'lower'} is better)" for m, h in HIGHER_IS_BETTER.items())],
-            tables={"Summary (mean, std, 95% CI half-width, n)": summary},
-        ),
-        Section("Calibration", [f"Calibrator: {config['calibrator']}, fitted on {len(calibration)} held-out images."],
-                tables={"Held-out calibration": calibration_results}),
-        Section("Random baseline", [], figures={
-            "Deletion curves of random superpixel orders (blur)": plot_curves(
-                figures / "random-deletion.png", scored.random_curves, "fraction of superpixels removed",
-                f"{config['output']} / clean {config['output']}")}),
-        Section("Example maps", [], figures=grid_figures),
-    ]
-    return write_report(
-        run.path / "report.html", "xaitrust benchmark scorecard", findings(summary, calibration_results), sections,
-        tomli_w.dumps(config),
-    )
+    run.write_table("scorecard", mean_table(summary, SCORECARD_METRICS).reset_index())
+    description = (f"{len(x)} held-out {dataset_label(config)} images, {model_description(config, trained)}, "
+                   f"explanations of the {config['output']} of the predicted class, maps reduced by "
+                   f"{config['reduction']}")
+    return write_benchmark_report(run.path, config, results, summary, calibration_results, description, scored, x)

@@ -11,11 +11,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..evaluation import MetricInputs, get_metric, metric_values
-from ..evaluation.builtin import deletion_curves as measured_deletion_curves
+from ..evaluation.builtin import _game_curves
 from ..explainers import get_explainer
 from ..explainers.reduce import reduce_attributions
 from ..metrics.curves import PerturbationCurves
-from ..metrics.faithfulness import random_superpixel_deletion
+from ..metrics.faithfulness import deletion, insertion, random_superpixel_deletion
 from ..metrics.fidelity import FPA_FRACTIONS
 from .common import explain_cached, predictions
 from .results import tidy_rows
@@ -23,7 +23,7 @@ from .run_folder import RunFolder
 
 #: The scorecard's metrics (registry names), in the order of its columns.
 SCORECARD_METRICS = ("deletion_area", "insertion_area", "better_than_random", "mif_lif_area", "mu_fidelity",
-                     "otsu_tv", "local_lipschitz", "ssim_to_uncalibrated")
+                     "otsu_tv", "local_lipschitz", "randomisation_similarity", "ssim_to_uncalibrated")
 #: Those computed on every explained image of every method (``faithfulness_rows``).
 FAITHFULNESS_METRICS = SCORECARD_METRICS[:6]
 #: Metric names used in tables and reports, with whether higher is better (``Metric.higher_is_better``).
@@ -75,6 +75,17 @@ def metric_rows(names, inputs: MetricInputs, params: dict, method: str, model_na
                       for metric in metrics])
 
 
+def game_curves(inputs: MetricInputs, steps: int, replacement) -> dict[str, torch.Tensor]:
+    """The deletion and insertion curves ``(N, S)`` of ``inputs.maps`` and their ``fractions`` ``(S,)``: those the
+    deletion and insertion areas measured with ``steps`` and ``replacement`` (the same calls through
+    ``inputs.work``, so measured once), for figures."""
+    settings = {"output": inputs.output, "seed": inputs.seed, "ties": inputs.ties, "batch_size": inputs.batch_size,
+                "steps": steps, "replacement": replacement}
+    curves = {name: _game_curves(inputs.work, game, inputs.model, inputs.x, inputs.maps, inputs.target, **settings)
+              for name, game in (("deletion", deletion), ("insertion", insertion))}
+    return {"fractions": curves["deletion"].fractions, **{name: c.curves for name, c in curves.items()}}
+
+
 def faithfulness_rows(
     model, x, target, attributions, maps, config: dict, baseline: PerturbationCurves, method: str, model_name: str,
     removal: tuple[float, ...],
@@ -82,13 +93,12 @@ def faithfulness_rows(
     """Deletion and insertion areas and BTR against ``baseline`` (blur replacement, C2I), the MIF/LIF area (removed
     pixels set to the per-channel ``removal`` values, logits, x in percent, FPA; NaN for an image whose clean logit
     is <= 0), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the deletion
-    curves for figures."""
+    and insertion curves for figures (``game_curves``)."""
     params = faithfulness_params(config, baseline, removal, x.dtype)
     inputs = metric_inputs(model, x, target, config, maps=maps, attributions=attributions)
     names = [name for name in FAITHFULNESS_METRICS if name in config["metrics"]]
     table = metric_rows(names, inputs, params, method, model_name) if names else pd.DataFrame()
-    curves = measured_deletion_curves(inputs, **params["deletion_area"])  # measured above, for the figures
-    return table, {"deletion": curves.curves, "fractions": curves.fractions}
+    return table, game_curves(inputs, **params["deletion_area"])
 
 
 def other_metric_rows(model, x, target, attributions, maps, masks, method: str, params: dict, config: dict,
@@ -114,6 +124,15 @@ def lipschitz_rows(model, x, target, method: str, params: dict, config: dict, mo
     return metric_rows(("local_lipschitz",), inputs, {"local_lipschitz": neighbours}, method, model_name)
 
 
+def randomisation_rows(model, x, target, maps, method: str, params: dict, config: dict, model_name: str
+                       ) -> pd.DataFrame:
+    """Full-model randomisation (Adebayo et al. 2018): Spearman similarity between ``maps`` and the maps of ``method``
+    (built with ``params``, same reduction) on ``model``'s fully randomised copy, re-initialised from ``seed``."""
+    inputs = metric_inputs(model, x, target, config, maps=maps, explainer=get_explainer(method, **params),
+                           reduction=method_reduction(config, method))
+    return metric_rows(("randomisation_similarity",), inputs, {}, method, model_name)
+
+
 def ssim_rows(model, x, target, maps, reference: torch.Tensor, config: dict, method: str, model_name: str
               ) -> pd.DataFrame:
     """SSIM between a calibrated model's maps and the uncalibrated model's maps of the same images (C2I 4.3)."""
@@ -135,14 +154,21 @@ def scoring_passes(config: dict, n_models: int) -> int:
 @dataclass
 class ScoredMethods:
     """What ``score_methods`` returns: tidy per-sample ``results``; per model, the random baseline's deletion curves
-    (``random_curves[label] = (fractions, curves)``), each method's deletion curves, its maps of the first eight images
-    (``examples[model][method]``) and all its maps (``maps[model][method]``)."""
+    (``random_curves[label] = (fractions, curves)``), each method's deletion and insertion curves
+    (``curves[model][method] = {"fractions": (S,), "deletion": (N, S), "insertion": (N, S)}``), its maps of the first
+    eight images (``examples[model][method]``) and all its maps (``maps[model][method]``)."""
 
     results: pd.DataFrame
     random_curves: dict
-    deletion_curves: dict
+    curves: dict
     examples: dict
     maps: dict
+
+    @property
+    def deletion_curves(self) -> dict:
+        """``{(method, model): (fractions, deletion curves)}``, from ``curves``."""
+        return {(method, model): (curves["fractions"], curves["deletion"])
+                for model, methods in self.curves.items() for method, curves in methods.items()}
 
 
 def explained_classes(models: dict, x: torch.Tensor, reference_target: torch.Tensor, config: dict) -> dict:
@@ -167,9 +193,11 @@ def score_methods(
     (``xaitrust.protocols.common.removal_fill``). Only the config's ``metrics`` are computed; ``masks`` (ground truth
     of ``x``) serve the localisation metrics among them. An image whose superpixels collapsed and fell back to a
     patch grid (``xaitrust.perturb.segments``) has ``segmentation_fallback`` 1: for the random superpixel baseline
-    (method ``RANDOM_SUPERPIXELS``) and for each explainer with its own segmentation (KernelSHAP, LIME)."""
+    (method ``RANDOM_SUPERPIXELS``) and for each explainer with its own segmentation (KernelSHAP, LIME). The sanity
+    check ``randomisation_similarity`` explains the reference model's randomised copy once per method, on the
+    reference only (a calibrated model wraps the same network)."""
     reference = next(iter(models))
-    tables, random_curves, deletion_curves, examples, all_maps = [], {}, {}, {}, {}
+    tables, random_curves, all_curves, examples, all_maps = [], {}, {}, {}, {}
     targets = explained_classes(models, x, target, config)
     for model_name, model in models.items():
         target = targets[model_name]
@@ -207,6 +235,8 @@ def score_methods(
                                                  model_name)]
                 if "local_lipschitz" in config["metrics"] and method in config["lipschitz_explainers"]:
                     parts.append(lipschitz_rows(model, x, target, method, params, config, model_name))
+                if "randomisation_similarity" in config["metrics"] and model_name == reference:
+                    parts.append(randomisation_rows(model, x, target, maps, method, params, config, model_name))
                 if "ssim_to_uncalibrated" in config["metrics"] and model_name != reference:
                     parts.append(ssim_rows(model, x, target, maps, all_maps[reference][method], config, method,
                                            model_name))
@@ -215,5 +245,5 @@ def score_methods(
             tables.append(run.cached_table(f"scores/{key}", compute))
             curves = run.cached_tensors(f"curves/{key}", lambda: faithfulness_rows(  # measured again if damaged
                 model, x, target, attributions, maps, config, baseline, method, model_name, removal)[1])
-            deletion_curves[(method, model_name)] = (curves["fractions"], curves["deletion"])
-    return ScoredMethods(pd.concat(tables, ignore_index=True), random_curves, deletion_curves, examples, all_maps)
+            all_curves.setdefault(model_name, {})[method] = curves
+    return ScoredMethods(pd.concat(tables, ignore_index=True), random_curves, all_curves, examples, all_maps)

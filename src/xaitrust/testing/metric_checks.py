@@ -36,7 +36,7 @@ real maps tie), square masks, reference maps and the ``sensitivity`` explainer. 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -44,6 +44,7 @@ from ..errors import XaitrustError
 from ..evaluation.registry import Metric, MetricInputs, available_metrics, get_metric
 from ..evaluation.work import SharedWork
 from ..explainers.base import get_explainer
+from ..metrics._explain import explain_maps
 from .oracles import LinearModel, PatchModel
 from .results import CheckFailure, CheckResult, SideEffects, finish, largest_difference, run_check, skipped
 
@@ -61,11 +62,13 @@ class MetricContract:
             or ``None``: the oracle that follows from what the metric reads (module docstring).
         batch_invariant: an image's value does not depend on the other images of its batch.
         why: why the metric does not promise the full contract, shown in the checks it skips.
+        params: parameters every check passes (those the metric cannot do without, e.g. a second model).
     """
 
     direction: str | None = None
     batch_invariant: bool = True
     why: str = ""
+    params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.direction not in (None, "exempt", *DIRECTION_ORACLES):
@@ -168,6 +171,18 @@ def _reference() -> tuple[MetricInputs, MetricInputs]:
             _inputs(model, x, _scattered(reference, generator), reference_maps=reference))
 
 
+def _randomisation() -> tuple[MetricInputs, MetricInputs]:
+    model, x, _ = _oracle_images(7)
+    target = torch.zeros(len(x), dtype=torch.long)
+
+    def own_maps(name: str) -> MetricInputs:
+        explainer = get_explainer(name)
+        maps = explain_maps(explainer, model, x, target, output="logit", reduction="abs-sum")
+        return _inputs(model, x, maps, explainer=explainer)
+
+    return own_maps("sensitivity"), own_maps("random")
+
+
 def _stability() -> tuple[MetricInputs, MetricInputs]:
     model, x, _ = _oracle_images(6)
     maps = x.sum(dim=1)
@@ -183,6 +198,7 @@ DIRECTION_ORACLES: dict[str, Callable[[], tuple[MetricInputs, MetricInputs]]] = 
     "localisation": _localisation,
     "reference": _reference,
     "stability": _stability,
+    "randomisation": _randomisation,
 }
 DESCRIPTIONS = {
     "faithfulness": ("the oracle's evidence map", "the same map negated (evidence last)"),
@@ -191,6 +207,8 @@ DESCRIPTIONS = {
     "localisation": ("a blob inside the mask", "the same blob outside it"),
     "reference": ("the reference plus faint noise", "the reference's values scattered"),
     "stability": ("sensitivity on a linear model (constant maps)", "the random explainer"),
+    "randomisation": ("sensitivity's maps of a linear model (its weight)", "the random explainer's maps, which "
+                      "ignore the model"),
 }
 #: The built-in metrics whose oracle does not follow from what they read.
 CONTRACTS = {
@@ -212,6 +230,11 @@ CONTRACTS = {
     "monotonicity_correlation": MetricContract(
         direction="exempt", why="it correlates |map| with the score's changes: a map and its negation score the same"),
     "non_sensitivity": MetricContract(direction="exempt", why="a map and its negation have the same zero set"),
+    "randomisation_similarity": MetricContract(direction="randomisation"),
+    "data_randomisation": MetricContract(
+        direction="randomisation",
+        params={"randomised_model": LinearModel(0.05 + 0.1 * torch.randn(1, *SIZE,
+                                                generator=torch.Generator().manual_seed(8)))}),
     "increase_in_confidence": MetricContract(
         direction="exempt", why="dimming the patch oracle's evidence never raises its confidence: every map scores 0"),
 }
@@ -250,9 +273,10 @@ def check_metric(metric, *, contract: MetricContract | None = None, raise_on_fai
         params: the metric's parameters (e.g. fewer steps, to check it quickly) and settings it reads.
     """
     metric = get_metric(metric)
+    contract = contract or contract_of(metric)
+    params = {**contract.params, **params}
     metric.check_params(params)
     subject = f"metric {metric.name!r}"
-    contract = contract or contract_of(metric)
     checks = _Checks(metric, params)
     oracle = direction_oracle(metric, contract)
     results = [
