@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -137,10 +138,12 @@ def paired_test(a, b, *, test: str = "t", level: float = 0.95) -> PairedTest:
     interval = mean_interval(d, level)
     if len(d) < 2 or not np.any(d):
         return PairedTest(interval.mean, interval.low, interval.high, 1.0, len(d), test)
-    if test == "t":
-        p = float(stats.ttest_1samp(d, 0.0).pvalue) if np.ptp(d) > 0 else 0.0  # constant nonzero d: certain
-    else:
-        p = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+    with warnings.catch_warnings():  # nearly constant differences: scipy warns of lost precision, p is still ~0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if test == "t":
+            p = float(stats.ttest_1samp(d, 0.0).pvalue) if np.ptp(d) > 0 else 0.0  # constant nonzero d: certain
+        else:
+            p = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
     return PairedTest(interval.mean, interval.low, interval.high, p, len(d), test)
 
 

@@ -31,7 +31,7 @@ def cli() -> None:
 def _add_commands() -> None:
     from importlib import import_module
 
-    for module_name in ("datasets", "train", "demo", "explain", "calibrate", "evaluate", "meta_evaluate", "run"):
+    for module_name in ("datasets", "train", "demo", "explain", "calibrate", "evaluate", "meta_evaluate", "run", "compare"):
         try:
             module = import_module(f"{__name__}.{module_name}")
         except ModuleNotFoundError as error:
