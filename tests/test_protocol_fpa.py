@@ -304,6 +304,6 @@ def test_lif_peak_is_above_one_only_when_its_interval_is():
     accuracy = pd.DataFrame([{"model": "fpa", "test_accuracy": 0.9, "test_images": 500, "explained_accuracy": 0.9,
                               "explained_images": 8}])
     lines = findings(accuracy, pd.DataFrame([above]))
-    assert lines[-1] == ("fpa: the mean LIF curve of the signed estimators peaks at IG_sum 1.20x the clean logit "
-                         "[1.05, 1.35] at 10% removed (above 1: removing negative-evidence pixels raised the logit) "
+    assert lines[-1] == ("fpa: the mean LIF curve of the signed estimators peaks at IG_sum 1.20 [1.05, 1.35] times "
+                         "the clean logit at 10% removed (above 1: removing negative-evidence pixels raised the logit) "
                          "(95% CI of the mean at the peak; paper: the LIF curves rise first only with FPA).")

@@ -16,7 +16,7 @@ from xaitrust.protocols import RunFolder, run_protocol
 from xaitrust.protocols.common import load_splits
 from xaitrust.protocols.config import resolve_config
 from xaitrust.protocols.roar import SPEC, modified_images, pixel_ranks, spread_summary
-from xaitrust.report.roar import QUESTION, findings, headline, versus_random
+from xaitrust.report.roar import QUESTION, accuracy_table, findings, headline, versus_random
 from xaitrust.testing.oracles import LinearModel
 from xaitrust.training import evaluate_accuracy, load_model
 
@@ -226,5 +226,18 @@ def test_headline_with_one_seed_says_the_question_is_not_resolved():
                                 seeds=1)
     (line,) = headline(summary, {"seeds": 1, "methods": ["vargrad", "random"], "modes": ["roar"]}).answer
     assert line == ("ROAR: not resolved with one seed per setting (no spread measured; vargrad is below the random "
-                    "ranking by the mean accuracy at 3 of 3 fractions). With 90% of the pixels replaced: vargrad 0.100, random 0.600 "
-                    "(test accuracy).")
+                    "ranking by the mean accuracy at 3 of 3 fractions). With 90% of the pixels replaced: vargrad 0.100 "
+                    "(no interval), random 0.600 (no interval) (test accuracy).")
+
+
+def test_the_mean_accuracy_table_is_ordered_by_mode_then_fraction():
+    rows = [{"metric": "accuracy", "model": "net", "method": method, "mode": mode, "fraction": fraction, "seed": 0,
+             "value": 0.5 + fraction / 4 - (mode == "kar") / 8 + (method == "random") / 16}
+            for fraction in (0.0, 0.1, 0.5, 0.9) for mode in ("roar", "kar") for method in ("saliency", "random")]
+    summary = spread_summary(pd.DataFrame(rows))
+    table = accuracy_table(summary, ["roar", "kar"])
+    assert list(table.columns) == [(mode, fraction) for mode in ("roar", "kar") for fraction in (0.0, 0.1, 0.5, 0.9)]
+    assert list(table.index) == ["saliency", "random"]
+    assert table.loc["random", ("kar", 0.5)] == pytest.approx(0.5 + 0.5 / 4 - 1 / 8 + 1 / 16)
+    assert list(accuracy_table(summary, ["kar", "roar"]).columns)[:5] == [("kar", 0.0), ("kar", 0.1), ("kar", 0.5),
+                                                                         ("kar", 0.9), ("roar", 0.0)]

@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
 
-from xaitrust.calibration.binned import ece
-from xaitrust.calibration.plots import reliability_diagram
+from xaitrust.calibration.binned import ece, reliability_bins
+from xaitrust.calibration.plots import RELIABILITY_COLOURS, draw_reliability
 from xaitrust.calibration.scores import accuracy, nll
 from xaitrust.calibration.summary import calibration_summary
 from xaitrust.errors import XaitrustError
+from xaitrust.report import calibration_glance
 from xaitrust.report.calibration_glance import (
     calibration_errors,
     calibration_moves,
@@ -123,7 +125,7 @@ def test_the_move_tables_give_the_verdict_in_the_metric_direction_and_the_number
     # Random's scores rose: a worse deletion area, a better insertion area; "better" fell 0.2 beyond random.
     assert resolved.loc[rows].values.tolist() == [["worse", "better"], ["no", "no"], ["better", "worse"]]
     mean, low, high = t_interval(NOISE - 0.2)
-    assert numbers.loc["better", columns[0]] == f"{mean:+.3g} [{low:.3g}, {high:.3g}]"
+    assert numbers.loc["better", columns[0]] == f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
     assert numbers.loc["better", columns[0]].startswith("-0.2 [-0.2")
 
 
@@ -167,7 +169,7 @@ def test_the_errors_table_reads_measures_by_models_with_the_direction():
     assert shown.loc["binned ECE (lower is better)", "calibrated"] == (
         f"{row['estimate']:.3g} [{row['low']:.3g}, {row['high']:.3g}]")
     kl = errors.set_index(["model", "measure"]).loc[("calibrated", "kl_calibration_error"), "estimate"]
-    assert shown.loc["KL calibration error (lower is better)", "calibrated"] == f"{kl:.3g}"
+    assert shown.loc["KL calibration error (lower is better)", "calibrated"] == f"{kl:.3g} (no interval)"
 
 
 def test_a_table_from_other_probabilities_or_models_is_refused():
@@ -180,14 +182,72 @@ def test_a_table_from_other_probabilities_or_models_is_refused():
         calibration_errors({"uncalibrated": probabilities["uncalibrated"]}, labels, table, n_bootstrap=10)
 
 
-def test_the_reliability_figure_puts_each_model_s_diagram_side_by_side(tmp_path):
+@pytest.fixture
+def drawn(monkeypatch):
+    """Make ``reliability_figure`` hand back its figure instead of writing and closing it."""
+    monkeypatch.setattr(calibration_glance, "save_figure", lambda fig, path: fig)
+    figures = []
+    yield figures
+    for fig in figures:
+        calibration_glance.plt.close(fig)
+
+
+def test_the_reliability_figure_puts_each_model_s_diagram_side_by_side(drawn):
     probabilities, labels = predictions()
-    joined = np.asarray(Image.open(reliability_figure(tmp_path / "both.png", probabilities, labels)))
-    singles = [np.asarray(Image.open(reliability_diagram(probs, labels, tmp_path / f"{model}.png", title=model))
-                          .convert("RGBA")) for model, probs in probabilities.items()]
-    assert joined.shape == (singles[0].shape[0], singles[0].shape[1] + singles[1].shape[1], 4)
-    np.testing.assert_array_equal(joined[:, :singles[0].shape[1]], singles[0])  # uncalibrated on the left
-    np.testing.assert_array_equal(joined[:, singles[0].shape[1]:], singles[1])
+    fig = reliability_figure(None, probabilities, labels)
+    drawn.append(fig)
+    assert len(fig.axes) == 4
+    tops, bottoms = fig.axes[:2], fig.axes[2:]  # row by row: the diagrams, then their histograms
+    for top, bottom, (model, probs) in zip(tops, bottoms, probabilities.items()):  # uncalibrated on the left
+        assert top.get_title() == f"{model}: ECE = {ece(probs, labels):.4f}"
+        assert top.get_position().x0 == pytest.approx(bottom.get_position().x0)
+        assert top.get_position().y0 > bottom.get_position().y1
+        bins = reliability_bins(probs, labels)
+        filled = bins.count[:, 0] > 0
+        accuracy, confidence = zip(*shown_bins(top).values())
+        assert accuracy == pytest.approx(bins.accuracy[filled, 0].tolist())
+        assert confidence == pytest.approx(bins.confidence[filled, 0].tolist())
+    assert tops[0].get_position().x1 < tops[1].get_position().x0
+
+
+OVER, UNDER = "gap: confidence above accuracy", "gap: accuracy above confidence"
+
+
+def shown_bins(ax) -> dict[float, tuple[float, float]]:
+    """Per bar (by its left edge, left to right): the accuracy and the confidence a reader sees. The accuracy is where
+    the bar ends (its blue or yellow top); the confidence is where the light red top ends, or else where the blue
+    ends."""
+    tops = {}
+    for patch in ax.patches:
+        colour = next(label for label, c in RELIABILITY_COLOURS.items() if to_rgba(c) == patch.get_facecolor())
+        tops.setdefault(round(patch.get_x(), 9), {})[colour] = patch.get_y() + patch.get_height()
+    return {x: (max(top["accuracy"], top.get(UNDER, 0.0)), top.get(OVER, top["accuracy"]))
+            for x, top in sorted(tops.items())}
+
+
+def test_the_reliability_diagram_explains_every_colour_it_draws_and_blends_none():
+    # Bin 0.85: confidence 0.85, accuracy 0.5 (over-confident); bin 0.65: confidence 0.65, accuracy 1 (under).
+    probs = torch.tensor([[0.85, 0.15]] * 4 + [[0.65, 0.35]] * 4, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1, 0, 0, 0, 0])
+    fig = Figure()
+    top, bottom = fig.subplots(2, 1)
+    draw_reliability(top, bottom, probs, labels, n_bins=10)
+    legend = {text.get_text(): handle for text, handle in zip(top.get_legend().get_texts(),
+                                                               top.get_legend().legend_handles)}
+    assert set(legend) == {*RELIABILITY_COLOURS, "perfect calibration"}
+    explained = {to_rgba(RELIABILITY_COLOURS[label]) for label in RELIABILITY_COLOURS}
+    assert {legend[label].get_facecolor() for label in RELIABILITY_COLOURS} == explained
+    patches = [(p.get_x(), p.get_y(), p.get_height(), p.get_facecolor()) for p in top.patches]
+    assert {colour for *_, colour in patches} == explained  # all three colours drawn, and only they
+    assert all(colour[3] == 1 for *_, colour in patches)  # opaque: nothing shows through
+    for k, (x, y, height, _) in enumerate(patches):  # no two patches overlap: no colour is a blend of two
+        for x2, y2, height2, _ in patches[k + 1:]:
+            assert x != pytest.approx(x2) or y + height <= y2 + 1e-12 or y2 + height2 <= y + 1e-12
+    np.testing.assert_allclose(list(shown_bins(top).values()), [(1.0, 0.65), (0.5, 0.85)])
+    over = [(y, y + height) for _, y, height, colour in patches if colour == to_rgba(RELIABILITY_COLOURS[OVER])]
+    under = [(y, y + height) for _, y, height, colour in patches if colour == to_rgba(RELIABILITY_COLOURS[UNDER])]
+    np.testing.assert_allclose(over, [(0.5, 0.85)])
+    np.testing.assert_allclose(under, [(0.65, 1.0)])
 
 
 def section_inputs():

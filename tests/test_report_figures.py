@@ -22,7 +22,7 @@ def test_curve_band_is_the_t_interval_of_each_point():
 
 def shown_figure(monkeypatch):
     """Make ``plot_curves`` hand back its figure instead of writing and closing it."""
-    monkeypatch.setattr(figures, "_save", lambda fig, path: fig)
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: fig)
 
 
 def test_plot_curves_shades_the_t_interval_and_says_so(monkeypatch):

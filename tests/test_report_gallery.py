@@ -29,7 +29,8 @@ def inputs(n=N, methods=("saliency", "gradient-input", "random"), insertion=True
     deletion, minus that on insertion)."""
     x = torch.linspace(0, 1, n * 3 * H * W).reshape(n, 3, H, W)
     samples = pd.DataFrame({"sample": [100 + 7 * i for i in range(n)], "label": [i % 3 for i in range(n)],
-                            "prediction": [(i + 1) % 3 for i in range(n)], "confidence": [0.5 + 0.05 * i for i in range(n)]})
+                            "prediction": [(i + 1) % 3 for i in range(n)],
+                            "confidence": [0.5 + 0.05 * i for i in range(n)]})
     ramp = torch.arange(H * W, dtype=torch.float32).reshape(H, W)
     maps = {m: torch.stack([ramp.flatten().roll(3 * i + k).reshape(H, W) - 5 * (m == "gradient-input")
                             for i in range(n)]) for k, m in enumerate(methods)}
@@ -44,7 +45,7 @@ def inputs(n=N, methods=("saliency", "gradient-input", "random"), insertion=True
 @pytest.fixture
 def drawn(monkeypatch):
     """Make ``plot_gallery`` hand back its figure instead of writing and closing it."""
-    monkeypatch.setattr(gallery, "_save", lambda fig, path: fig)
+    monkeypatch.setattr(gallery, "save_figure", lambda fig, path: fig)
     figures = []
     yield figures
     for fig in figures:

@@ -51,7 +51,8 @@ def shifted(scores: dict, amount: float, generator, noise: float = 0.02) -> dict
 def results_of(faithfulness: dict, similarity: dict | None = None, lipschitz: dict | None = None) -> pd.DataFrame:
     """Tidy results: ``faithfulness[method][metric]`` per-image values, ``similarity[method]`` randomisation
     similarities, ``lipschitz[method]`` local Lipschitz estimates."""
-    parts = [rows(metric, method, values) for method, scores in faithfulness.items() for metric, values in scores.items()]
+    parts = [rows(metric, method, values) for method, scores in faithfulness.items()
+             for metric, values in scores.items()]
     parts += [rows(SANITY, method, values) for method, values in (similarity or {}).items()]
     parts += [rows(STABILITY, method, values) for method, values in (lipschitz or {}).items()]
     return pd.concat(parts, ignore_index=True)
@@ -220,7 +221,8 @@ def test_the_grid_ranks_in_the_metric_direction_and_colours_by_rank():
     low = next(cell for cell in cells if cell[1].startswith("low, deletion_area"))
     assert low[0] == rank_colour(1, 5) == "hsl(120, 60%, 80%)" and low[3] == "1"
     assert next(c for c in cells if c[1].startswith("random, deletion_area"))[0] == "hsl(0, 60%, 80%)"
-    assert f"mean {deletion.loc['low', 'mean']:.4g}, 95% CI [{deletion.loc['low', 'low']:.4g}, " in low[1]
+    assert (f"mean [95% CI] {deletion.loc['low', 'mean']:.4g} [{deletion.loc['low', 'low']:.4g}, "
+            f"{deletion.loc['low', 'high']:.4g}], n = {N}") in low[1]
     assert low[2] == f"{deletion.loc['low', 'mean']:.3g}"
     assert f"n = {N}" in low[1] and "lower is better" in low[1]
     assert "deletion area ↓" in grid and "insertion area ↑" in grid

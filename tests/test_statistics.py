@@ -13,6 +13,7 @@ from xaitrust.statistics import (
     holm,
     mean_interval,
     normal_interval,
+    overlaps_leader,
     paired_test,
     percentile_interval,
     significance_ranks,
@@ -86,3 +87,26 @@ def test_significance_ranks_tie_what_the_sample_cannot_separate():
     assert ranks == {"random": 2, "same-as-random": 2, "clearly-better": 1}
     lower = significance_ranks(scores, higher_is_better=False)
     assert lower == {"random": 1, "same-as-random": 1, "clearly-better": 3}
+
+
+def test_overlaps_leader_marks_the_items_whose_interval_reaches_the_leader_s():
+    values = [0.5, 0.9, 0.7, 0.3, 0.6]
+    lows = [0.45, 0.8, 0.78, 0.2, np.nan]
+    highs = [0.55, 1.0, 0.85, 0.4, np.nan]
+    # Leader 0.9 [0.8, 1.0]: 0.7 [0.78, 0.85] reaches into it, 0.6 has no interval; 0.5 and 0.3 end below 0.8.
+    assert overlaps_leader(values, lows, highs).tolist() == [False, False, True, False, True]
+    # Lower is better: the leader is 0.3 [0.2, 0.4]; nothing else reaches 0.4 but the item without an interval.
+    assert overlaps_leader(values, lows, highs, higher_is_better=False).tolist() == [False, False, False, False, True]
+
+
+def test_overlaps_leader_counts_touching_bounds_and_a_leader_without_interval_as_overlapping():
+    assert overlaps_leader([2.0, 1.0], [1.5, 0.5], [2.5, 1.5]).tolist() == [False, True]  # 1.5 is in both
+    assert overlaps_leader([2.0, 1.0], [1.5, 0.5], [2.5, 1.4999]).tolist() == [False, False]
+    assert overlaps_leader([2.0, 1.0, 0.0], [np.nan, 0.5, -1.0], [np.nan, 1.5, 1.0]).tolist() == [False, True, True]
+    # NaN values are left out of the choice of leader; ties go to the first; no value, no leader.
+    assert overlaps_leader([np.nan, 1.0, 1.0, 0.0], [5.0, 0.9, 0.95, -0.1], [6.0, 1.1, 1.05, 0.1]).tolist() == [
+        False, False, True, False]
+    assert overlaps_leader([np.nan, np.nan], [0.0, 0.0], [1.0, 1.0]).tolist() == [False, False]
+    assert overlaps_leader([], [], []).tolist() == []
+    with pytest.raises(XaitrustError, match="one value, low and high bound per item"):
+        overlaps_leader([1.0, 2.0], [0.0], [3.0, 4.0])

@@ -15,6 +15,10 @@ correction, bootstrap intervals and ranks that show statistical ties.
   "A simple sequentially rejective multiple test procedure", Scand. J. Statist.).
 - **Bootstrap** (``bootstrap_indices``, ``percentile_interval``, ``bootstrap_interval``): percentile intervals over
   resamples of the observations drawn with replacement from a generator seeded by ``seed`` (deterministic).
+- **Separation from the leader** (``overlaps_leader``): the items whose intervals overlap the interval of the best
+  one, i.e. those a comparison of intervals cannot tell apart from it (the FPA report's 95% CIs of A, the MeGe/ReCo
+  report's bootstrap intervals). Conservative: disjoint 95% intervals imply a difference, overlapping ones do not
+  imply equality, so an overlap reads "not resolved".
 - **Ranks with ties** (``significance_ranks``): a method's rank is one plus the number of methods that are
   significantly better than it on the same images (paired tests, Holm-corrected over all pairs of the metric), so
   methods that the sample cannot tell apart share ranks and a method is ranked first unless something beats it.
@@ -188,6 +192,25 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float], n: int, *, n_re
     the calibration error of those images), over ``n_resamples`` resamples of the ``n`` observations."""
     draws = [statistic(indices) for indices in bootstrap_indices(n, n_resamples, seed)]
     return percentile_interval(draws, level)
+
+
+def overlaps_leader(values, lows, highs, higher_is_better: bool = True) -> np.ndarray:
+    """Which items the interval comparison cannot separate from the leader: ``True`` for item ``i`` when its interval
+    ``[lows[i], highs[i]]`` overlaps the leader's ``[low_L, high_L]``, that is unless ``high_i < low_L`` or ``low_i >
+    high_L``; a missing (NaN) bound on either side counts as overlapping. The leader ``L`` is the first item with the
+    highest value (the lowest when not ``higher_is_better``; NaN values left out) and is itself ``False``: it is the
+    reference, not a rival. Every item is ``False`` when every value is NaN (no leader). Returns a boolean array, one
+    entry per item."""
+    values, lows, highs = (np.asarray(a, dtype=float).reshape(-1) for a in (values, lows, highs))
+    if not len(values) == len(lows) == len(highs):
+        raise XaitrustError(f"give one value, low and high bound per item; got {len(values)}, {len(lows)} and "
+                            f"{len(highs)}")
+    if np.isnan(values).all():
+        return np.zeros(len(values), dtype=bool)
+    leader = int(np.nanargmax(values) if higher_is_better else np.nanargmin(values))
+    tied = ~((highs < lows[leader]) | (lows > highs[leader]))  # False on NaN: a missing bound overlaps
+    tied[leader] = False
+    return tied
 
 
 def significance_ranks(scores: dict[str, np.ndarray], higher_is_better: bool, *, alpha: float = 0.05,

@@ -1,7 +1,8 @@
 """Calibration figures as PNG files (matplotlib, drawn off-screen with the Agg canvas).
 
 - ``reliability_diagram``: per-bin accuracy against mean confidence (top-label, equal-width bins), the diagonal of
-  perfect calibration, the gap shaded, and a histogram of confidences; the binned ECE in the title.
+  perfect calibration, the gap coloured by its direction, and a histogram of confidences; the binned ECE in the
+  title. ``draw_reliability`` draws it on given axes, so that several diagrams can share one figure.
 - ``plot_error_by_level``: a calibration measure against perturbation level for several models (e.g. before and
   after ReCalX), from the rows of ``calibration_error_by_level``.
 - ``plot_error_by_level_panels``: the same, one panel per perturbation family (e.g. superpixels and pixels) side by
@@ -13,40 +14,67 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from ..errors import XaitrustError
 from .binned import ece, reliability_bins
 
+#: The colours of the reliability diagram and what each shows: the accuracy (blue), and the gap between a bin's
+#: accuracy and its mean confidence in each direction (light red: over-confident; yellow: under-confident).
+RELIABILITY_COLOURS = {
+    "accuracy": "tab:blue",
+    "gap: confidence above accuracy": "#f3bebe",
+    "gap: accuracy above confidence": "#fde28a",
+}
 
-def reliability_diagram(probs, labels, path, n_bins: int = 15, title: str = "") -> Path:
-    """Write the reliability diagram of ``probs`` ``(N, K)`` against ``labels`` to ``path`` (PNG); return the path."""
+
+def draw_reliability(top: Axes, bottom: Axes, probs, labels, n_bins: int = 15, title: str = "") -> None:
+    """Draw the reliability diagram of ``probs`` ``(N, K)`` against ``labels`` on two axes. On ``top``, per bin of
+    top-label confidence (``n_bins`` equal-width bins), a bar up to the bin's accuracy, blue up to its mean confidence
+    and yellow above it, and a light red bar on top of it up to the mean confidence where that is higher
+    (``RELIABILITY_COLOURS``); the diagonal of perfect calibration, a legend of every colour and the binned ECE
+    (``xaitrust.calibration.binned.ece``) in the title. On ``bottom``, the share of images per bin. The patches are
+    opaque and do not overlap, so every colour drawn is one of the legend's."""
     bins = reliability_bins(probs, labels, n_bins=n_bins)
-    count, confidence, accuracy = bins.count[:, 0], bins.confidence[:, 0], bins.accuracy[:, 0]
-    filled = count > 0
+    filled = bins.count[:, 0] > 0
+    count, confidence, accuracy = bins.count[filled, 0], bins.confidence[filled, 0], bins.accuracy[filled, 0]
     edges = torch.linspace(0, 1, n_bins + 1)
-    centres = ((edges[:-1] + edges[1:]) / 2)[filled].tolist()
-    figure = Figure(figsize=(4.5, 5.5))
-    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.bar(centres, accuracy[filled].tolist(), width=1 / n_bins, edgecolor="black", label="accuracy")
-    top.bar(
-        centres, (confidence - accuracy)[filled].tolist(), bottom=accuracy[filled].tolist(), width=1 / n_bins,
-        color="tab:red", alpha=0.3, edgecolor="tab:red", label="gap to confidence",
-    )
-    top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    centres = ((edges[:-1] + edges[1:]) / 2)[filled]
+    lower = torch.minimum(confidence, accuracy)
+    (accuracy_colour, over_colour, under_colour) = RELIABILITY_COLOURS.values()
+    top.bar(centres.tolist(), lower.tolist(), width=1 / n_bins, color=accuracy_colour, edgecolor="black")
+    for gap, colour in ((confidence - accuracy, over_colour), (accuracy - confidence, under_colour)):
+        shown = gap > 0
+        top.bar(centres[shown].tolist(), gap[shown].tolist(), bottom=lower[shown].tolist(), width=1 / n_bins,
+                color=colour, edgecolor="black")
+    top.plot([0, 1], [0, 1], "k--", linewidth=1)
+    handles = [Patch(facecolor=colour, edgecolor="black", label=label) for label, colour in RELIABILITY_COLOURS.items()]
+    top.legend(handles=[*handles, Line2D([], [], color="black", linestyle="--", linewidth=1,
+                                         label="perfect calibration")], loc="upper left", fontsize=7)
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1)
-    top.legend(loc="upper left", fontsize=8)
     top.set_title(f"{title + ': ' if title else ''}ECE = {ece(probs, labels, n_bins=n_bins):.4f}")
-    bottom.bar(centres, (count[filled] / count.sum()).tolist(), width=1 / n_bins, color="gray", edgecolor="black")
+    bottom.bar(centres.tolist(), (count / count.sum()).tolist(), width=1 / n_bins, color="gray", edgecolor="black")
     bottom.set_xlabel("confidence (top-label probability)")
     bottom.set_ylabel("share")
     bottom.set_xlim(0, 1)
+
+
+def reliability_diagram(probs, labels, path, n_bins: int = 15, title: str = "") -> Path:
+    """Write the reliability diagram (``draw_reliability``) of ``probs`` ``(N, K)`` against ``labels`` to ``path``
+    (PNG); return the path."""
+    figure = Figure(figsize=(4.5, 5.5))
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    draw_reliability(top, bottom, probs, labels, n_bins, title)
     return _save(figure, path)
 
 
-def plot_error_by_level(curves: dict[str, list[dict]], path, measure: str = "kl_calibration_error", title: str = "") -> Path:
+def plot_error_by_level(curves: dict[str, list[dict]], path, measure: str = "kl_calibration_error",
+                        title: str = "") -> Path:
     """Write ``measure`` against perturbation level, one line per entry of ``curves`` (label -> rows), to ``path``."""
     if not curves:
         raise XaitrustError("give at least one curve (label -> rows of calibration_error_by_level)")

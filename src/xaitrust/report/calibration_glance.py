@@ -1,8 +1,8 @@
 """Calibration at a glance: the reliability diagrams of the models side by side, their calibration errors with
 bootstrap intervals, and how each method's faithfulness scores moved under calibration beyond the random maps' move.
 
-- **Reliability** (``reliability_figure``): ``xaitrust.calibration.plots.reliability_diagram`` of each model on the
-  held-out images, the uncalibrated model first, joined side by side into one PNG.
+- **Reliability** (``reliability_figure``): the reliability diagram (``xaitrust.calibration.plots.draw_reliability``)
+  of each model on the held-out images, the uncalibrated model first, side by side in one figure.
 - **Calibration errors** (``calibration_errors``): the measures of ``xaitrust.calibration.summary.calibration_summary``
   as the calibration table reports them, with 95% percentile bootstrap intervals over the held-out images
   (``xaitrust.statistics.bootstrap_interval``) for those in ``RESAMPLED``: accuracy, the binned top-label ECE
@@ -28,23 +28,21 @@ bootstrap intervals, and how each method's faithfulness scores moved under calib
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from ..calibration.binned import ece
-from ..calibration.plots import reliability_diagram
+from ..calibration.plots import draw_reliability
 from ..calibration.scores import accuracy, nll
 from ..errors import XaitrustError
 from ..evaluation import get_metric
-from ..io import atomic_write
 from ..protocols.results import RESULT_COLUMNS
 from ..statistics import bootstrap_interval, mean_interval
+from .figures import plt, save_figure
 from .html import Section
+from .text import MISSING, interval_text
 
 #: The measures of the calibration table bootstrapped over the images, with the estimator ``calibration_summary``
 #: reports them by (its defaults: 15 equal-width bins for the ECE).
@@ -66,20 +64,14 @@ TOLERANCE = 1e-6
 
 
 def reliability_figure(path, probabilities: dict[str, torch.Tensor], labels: torch.Tensor) -> Path:
-    """The reliability diagram (``reliability_diagram``) of each model's ``probabilities[model]`` ``(N, K)`` against
-    ``labels``, titled with the model's name, side by side in one PNG at ``path`` (in the order given)."""
-    with tempfile.TemporaryDirectory() as folder:
-        panels = []
-        for k, (model, probs) in enumerate(probabilities.items()):
-            diagram = reliability_diagram(probs, labels, Path(folder) / f"{k}.png", title=model)
-            with Image.open(diagram) as image:
-                panels.append(np.asarray(image.convert("RGBA")))
-    height = max(panel.shape[0] for panel in panels)
-    padded = [np.pad(panel, ((0, height - panel.shape[0]), (0, 0), (0, 0)), constant_values=255) for panel in panels]
-    joined = Image.fromarray(np.concatenate(padded, axis=1))
-    path = Path(path)
-    atomic_write(path, lambda p: joined.save(p, format="png"))
-    return path
+    """The reliability diagram (``xaitrust.calibration.plots.draw_reliability``) of each model's
+    ``probabilities[model]`` ``(N, K)`` against ``labels``, titled with the model's name, side by side in one figure
+    (in the order given, the accuracy axes shared), written as a PNG to ``path``."""
+    fig, axes = plt.subplots(2, len(probabilities), figsize=(4.5 * len(probabilities), 5.5), squeeze=False,
+                             sharex=True, sharey="row", gridspec_kw={"height_ratios": [3, 1]})
+    for (model, probs), (top, bottom) in zip(probabilities.items(), axes.T):
+        draw_reliability(top, bottom, probs, labels, title=model)
+    return save_figure(fig, path)
 
 
 def _check_table(probabilities: dict, calibration_table: pd.DataFrame) -> pd.DataFrame:
@@ -152,9 +144,9 @@ def calibration_moves(results: pd.DataFrame, reference: str, model: str, *, cont
     """How the scores of each method moved from model ``reference`` to ``model`` beyond the ``control`` method's
     move, on the same images (module docstring): one row per metric of ``metrics`` present in ``results`` and
     method (``metric``, ``method``, ``mean``, ``low``, ``high``, ``n``, ``resolved``), the control first with its own
-    move, then the methods in the order they first appear in ``results``; nothing for a metric the control lacks on either model. ``results`` is the tidy per-image table
-    (``RESULT_COLUMNS``); images are joined on ``sample``, and an image without a finite score in one of the four
-    is left out of that mean."""
+    move, then the methods in the order they first appear in ``results``; nothing for a metric the control lacks on
+    either model. ``results`` is the tidy per-image table (``RESULT_COLUMNS``); images are joined on ``sample``, and an
+    image without a finite score in one of the four is left out of that mean."""
     _check_results(results)
     rows = results[results["metric"].isin(metrics) & results["model"].isin([reference, model])]
     if rows.duplicated(["metric", "method", "model", "sample"]).any():
@@ -179,16 +171,6 @@ def calibration_moves(results: pd.DataFrame, reference: str, model: str, *, cont
     return pd.DataFrame(table, columns=["metric", "method", "mean", "low", "high", "n", "resolved"])
 
 
-def interval_text(mean: float, low: float, high: float, sign: str = "") -> str:
-    """``mean [low, high]`` to 3 significant digits (``sign="+"`` writes the mean's sign, plus included); the mean
-    alone without bounds, an en dash without a mean."""
-    if not np.isfinite(mean):
-        return "–"
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return f"{mean:{sign}.3g}"
-    return f"{mean:{sign}.3g} [{low:.3g}, {high:.3g}]"
-
-
 def errors_table(errors: pd.DataFrame) -> pd.DataFrame:
     """The calibration errors of ``calibration_errors`` as measures x models of ``estimate [low, high]`` text, each
     measure saying which direction is better."""
@@ -196,7 +178,8 @@ def errors_table(errors: pd.DataFrame) -> pd.DataFrame:
         words, higher = MEASURES.get(measure, (measure, None))
         return words if higher is None else f"{words} ({'higher' if higher else 'lower'} is better)"
 
-    cells = errors.assign(text=[interval_text(r.estimate, r.low, r.high) for r in errors.itertuples()],
+    cells = errors.assign(text=[interval_text(r.estimate, r.low, r.high, 3, significant=True)
+                                for r in errors.itertuples()],
                           measure=errors["measure"].map(label))
     table = cells.pivot(index="measure", columns="model", values="text")
     return table.loc[list(dict.fromkeys(cells["measure"])), list(dict.fromkeys(cells["model"]))].rename_axis(
@@ -205,11 +188,11 @@ def errors_table(errors: pd.DataFrame) -> pd.DataFrame:
 
 def moves_tables(moves: pd.DataFrame, control: str = CONTROL) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The moves of ``calibration_moves`` as two methods x metrics tables: whether each move is resolved, in the
-    metric's ``better`` or ``worse`` direction, or ``no`` (``–`` below two images); and the mean move with its
+    metric's ``better`` or ``worse`` direction, or ``no`` (``MISSING`` below two images); and the mean move with its
     interval as text. The control's row, first, is its own move."""
     def resolved(row) -> str:
         if row.n < 2:
-            return "–"
+            return MISSING
         if not row.resolved:
             return "no"
         return "better" if (row.mean > 0) == get_metric(row.metric).higher_is_better else "worse"
@@ -220,10 +203,10 @@ def moves_tables(moves: pd.DataFrame, control: str = CONTROL) -> tuple[pd.DataFr
     cells = moves.assign(
         method=moves["method"].where(moves["method"] != control, f"{control} (its own move)"),
         metric=moves["metric"].map(header), resolved=[resolved(r) for r in moves.itertuples()],
-        move=[interval_text(r.mean, r.low, r.high, "+") for r in moves.itertuples()])
+        move=[interval_text(r.mean, r.low, r.high, 3, signed=True, significant=True) for r in moves.itertuples()])
     rows, columns = list(dict.fromkeys(cells["method"])), list(dict.fromkeys(cells["metric"]))
     return tuple(cells.pivot(index="method", columns="metric", values=values).reindex(index=rows, columns=columns)
-                 .fillna("–").rename_axis(index=None, columns=None) for values in ("resolved", "move"))
+                 .fillna(MISSING).rename_axis(index=None, columns=None) for values in ("resolved", "move"))
 
 
 def calibration_section(figures_dir: Path, probabilities: dict[str, torch.Tensor], labels: torch.Tensor,
@@ -274,8 +257,10 @@ def calibration_section(figures_dir: Path, probabilities: dict[str, torch.Tensor
             "where its move beyond random's is resolved (the interval excludes 0) in the better (worse) direction "
             "(Calibrate to Interpret, section 4.4). The first table gives that verdict, the second the numbers.")
     paragraphs.append(
-        "Reliability diagrams of the held-out images, the uncalibrated model first: each bar is the accuracy of the "
-        "images whose confidence falls in that bin, red the gap to their mean confidence, and the panel below the "
-        "share of images per bin. The better calibrated a model, the closer its bars follow the diagonal.")
+        "Reliability diagrams of the held-out images, the uncalibrated model first: per bin of confidence, the bar "
+        "reaches the accuracy of its images and the gap to their mean confidence is coloured, light red above the bar "
+        "where the confidence is higher (over-confident), yellow at the bar's top where it is lower "
+        "(under-confident); the panel below gives the share of images per bin. The better calibrated a model, the "
+        "closer its bars follow the diagonal.")
     return Section("Calibration at a glance", paragraphs, tables=tables, figures={
         f"Reliability diagrams on the held-out images: {', '.join(probabilities)}": figure})

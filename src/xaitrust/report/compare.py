@@ -25,6 +25,7 @@ from ..protocols.config import read_toml
 from ..statistics import holm, paired_test
 from .html import Headline, Section, write_report
 from .summary import write_summary
+from .text import interval_text
 
 #: Protocols whose run folders hold per-image scores of explanation methods (``results.csv``).
 COMPARABLE = ("benchmark", "calibrate-to-interpret")
@@ -120,9 +121,10 @@ def difference_lines(reference: ComparedRun, other: ComparedRun, table: pd.DataF
         moved = table[table["outcome"] == outcome]
         if len(moved):
             biggest = moved.loc[moved["p_adjusted"].idxmin()]
+            difference = interval_text(biggest["difference"], biggest["low"], biggest["high"], 4, signed=True,
+                                       significant=True)
             lines.append(f"Clearest {outcome}: {biggest['method']} on {biggest['metric']}, {biggest['reference']:.4g} "
-                         f"-> {biggest['other']:.4g} (difference {biggest['difference']:+.4g} "
-                         f"[{biggest['low']:+.4g}, {biggest['high']:+.4g}]).")
+                         f"-> {biggest['other']:.4g} (difference {difference}).")
     return lines
 
 

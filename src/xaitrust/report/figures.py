@@ -13,11 +13,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
-from ..statistics import ci95_half_width  # noqa: E402
 from ..io import atomic_write  # noqa: E402
+from ..statistics import ci95_half_width  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Lay out ``fig`` (``tight_layout``, below its title if it has one), write it to ``path`` as a PNG at 110 dpi
+    with an atomic write (``xaitrust.io.atomic_write``), close it and return the path."""
     path = Path(path)
     # A figure title gets a band of its own (about 0.4 inch): tight_layout would otherwise let the top row cover it.
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if fig._suptitle is not None else None)
@@ -51,7 +53,7 @@ def plot_curves(path, curves: dict[str, tuple], xlabel: str, ylabel: str, title:
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="shaded: 95% CI of the mean" if banded else None, title_fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_histograms(path, samples: dict[str, np.ndarray], xlabel: str, title: str = "", bins: int = 30) -> Path:
@@ -65,7 +67,7 @@ def plot_histograms(path, samples: dict[str, np.ndarray], xlabel: str, title: st
             ax.hist(v, bins=edges, alpha=0.5, density=True, label=f"{label} (n={len(v)})")
     ax.set(xlabel=xlabel, ylabel="density", title=title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_bars(path, values: dict[str, float], errors: dict[str, float] | None, ylabel: str, title: str = "") -> Path:
@@ -75,7 +77,7 @@ def plot_bars(path, values: dict[str, float], errors: dict[str, float] | None, y
     ax.bar(labels, [values[k] for k in labels], yerr=None if errors is None else [errors.get(k, 0) for k in labels])
     ax.set(ylabel=ylabel, title=title)
     ax.tick_params(axis="x", rotation=45)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_map_grid(
@@ -105,7 +107,7 @@ def plot_map_grid(
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_box_panels(path, panels: dict[str, dict[str, np.ndarray]], ylabel: str, title: str = "",
@@ -141,7 +143,7 @@ def plot_box_panels(path, panels: dict[str, dict[str, np.ndarray]], ylabel: str,
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_intervals(path, estimates: dict[str, dict[str, tuple[float, float]]], xlabel: str, title: str = "",
@@ -166,4 +168,4 @@ def plot_intervals(path, estimates: dict[str, dict[str, tuple[float, float]]], x
     ax.grid(axis="x", alpha=0.3)
     below_label = offset_copy(ax.transAxes, fig=fig, y=-36, units="points")  # under the tick labels and x label
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below_label)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -21,9 +21,11 @@ from ..explainers.reduce import normalize_maps
 from ..metrics.fidelity import FPA_FRACTIONS
 from ..protocols.common import describe_fill
 from ..protocols.run_folder import RunFolder
+from ..statistics import overlaps_leader
 from .figures import plot_curves
 from .html import Headline, Section, write_report
 from .summary import write_summary
+from .text import interval_text
 
 QUESTION = ("Does training with feature perturbation augmentation make perturbation-based evaluation of attribution "
             "methods more reliable, and which estimators are most faithful?")
@@ -46,22 +48,15 @@ def file_key(name: str) -> str:
 
 def area_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Estimators x regimes, each cell ``A [ci_low, ci_high]`` (the layout of the paper's tables, transposed)."""
-    cells = summary.assign(cell=[_bounds(a, lo, hi) for a, lo, hi in
+    cells = summary.assign(cell=[interval_text(a, lo, hi, 1) for a, lo, hi in
                                  zip(summary["A"], summary["ci_low"], summary["ci_high"])])
     return cells.pivot(index="method", columns="model", values="cell").reindex(
         index=list(dict.fromkeys(summary["method"])), columns=list(dict.fromkeys(summary["model"])))
 
 
-def _bounds(value: float, low: float, high: float) -> str:
-    """``value [low, high]`` to one decimal ("no interval" when a bound is missing, below two images)."""
-    if pd.isna(low) or pd.isna(high):
-        return f"{value:.1f} (no interval)"
-    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
-
-
 def _interval(row: pd.Series) -> str:
-    """``A [ci_low, ci_high]`` of a summary row."""
-    return _bounds(row["A"], row["ci_low"], row["ci_high"])
+    """``A [ci_low, ci_high]`` of a summary row, to one decimal."""
+    return interval_text(row["A"], row["ci_low"], row["ci_high"], 1)
 
 
 def _cell(row: pd.Series) -> str:
@@ -72,11 +67,10 @@ def _top(rows: pd.DataFrame) -> pd.Series:
     return rows.loc[rows["A"].idxmax()]
 
 
-def overlapping(rows: pd.DataFrame, row: pd.Series) -> list[str]:
-    """The other methods of ``rows`` whose 95% CI of A overlaps that of ``row`` (missing CIs count as overlapping)."""
-    others = rows[rows["method"] != row["method"]]
-    apart = (others["ci_low"] > row["ci_high"]) | (others["ci_high"] < row["ci_low"])
-    return list(others.loc[~apart, "method"])
+def overlapping(rows: pd.DataFrame, largest: bool = True) -> list[str]:
+    """The methods of ``rows`` whose 95% CI of A overlaps that of the method with the largest A (the smallest when not
+    ``largest``), missing CIs counting as overlapping (``xaitrust.statistics.overlaps_leader``)."""
+    return list(rows.loc[overlaps_leader(rows["A"], rows["ci_low"], rows["ci_high"], largest), "method"])
 
 
 def group_order(first: pd.DataFrame, second: pd.DataFrame) -> str:
@@ -89,9 +83,11 @@ def group_order(first: pd.DataFrame, second: pd.DataFrame) -> str:
     return "~"
 
 
-def _ranked(label: str, rows: pd.DataFrame, row: pd.Series) -> str:
-    """``label``, then ``row`` with its A and 95% CI, and the other estimators of ``rows`` whose CIs overlap it."""
-    tied = overlapping(rows, row)
+def _ranked(label: str, rows: pd.DataFrame, largest: bool = True) -> str:
+    """``label``, then the estimator of ``rows`` with the largest A (the smallest when not ``largest``) with its A and
+    95% CI, and the other estimators whose CIs overlap it."""
+    row = _top(rows) if largest else rows.loc[rows["A"].idxmin()]
+    tied = overlapping(rows, largest)
     apart = f"indistinguishable from {', '.join(tied)} (overlapping 95% CIs)" if tied else "no other 95% CI overlaps it"
     return f"{label} {_cell(row)}, {apart}."
 
@@ -100,8 +96,8 @@ def peak_text(row: pd.Series) -> str:
     """The LIF peak of one signed estimator: above 1 only when its 95% CI lies above 1."""
     verdict = ("above 1: removing negative-evidence pixels raised the logit" if row["lif_peak_ci_low"] > 1
                else "not distinguishable from 1")
-    return (f"{row['method']} {row['lif_peak']:.2f}x the clean logit [{row['lif_peak_ci_low']:.2f}, "
-            f"{row['lif_peak_ci_high']:.2f}] at {row['lif_peak_percent']:.0f}% removed ({verdict})")
+    peak = interval_text(row["lif_peak"], row["lif_peak_ci_low"], row["lif_peak_ci_high"], 2)
+    return f"{row['method']} {peak} times the clean logit at {row['lif_peak_percent']:.0f}% removed ({verdict})"
 
 
 def _aligned(summary: pd.DataFrame, regime: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -156,7 +152,7 @@ def findings(accuracy: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     for regime in regimes:
         rows = summary[summary["model"] == regime]
         signed, unsigned = rows[rows["kind"] == "signed"], rows[rows["kind"] == "unsigned"]
-        line = f"{regime}: " + _ranked("largest A", rows, _top(rows))
+        line = f"{regime}: " + _ranked("largest A", rows)
         if len(signed) and len(unsigned):
             verdict = {">": "the signed estimators lead (disjoint 95% CIs)",
                        "<": "the unsigned estimators lead (disjoint 95% CIs)",
@@ -165,7 +161,7 @@ def findings(accuracy: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
                      f"{verdict[group_order(signed, unsigned)]} (paper: with FPA the signed ones lead on all three "
                      "data sets).")
         if len(unsigned) > 1:
-            line += " " + _ranked("Worst unsigned:", unsigned, unsigned.loc[unsigned["A"].idxmin()])
+            line += " " + _ranked("Worst unsigned:", unsigned, largest=False)
             line += " The paper finds SQ-SG_sum best and VG_abs worst."
         for _, random in rows[rows["kind"] == "baseline"].iterrows():
             line += f" Random: A = {_interval(random)}."
@@ -189,7 +185,7 @@ def _change_answer(summary: pd.DataFrame, regime: str) -> str:
     shown = apart if len(apart) else estimators
     name = (shown["A"] - shown["A_none"]).abs().idxmax()
     row = shown.loc[name]
-    largest = f"{name} {_bounds(row['A_none'], row['ci_low_none'], row['ci_high_none'])} -> {_interval(row)}"
+    largest = f"{name} {interval_text(row['A_none'], row['ci_low_none'], row['ci_high_none'], 1)} -> {_interval(row)}"
     counts = (f"Against no augmentation, {REGIME_NAMES.get(regime, regime)} raised A for "
               f"{int(estimators['rose'].sum())} of {len(estimators)} estimators")
     if not len(apart):
@@ -216,7 +212,7 @@ def _leader_answer(summary: pd.DataFrame, regime: str) -> str:
         return (f"{where} the {leader} estimators lead: best {leader} {_cell(best[leader])}, whose 95% CI lies above "
                 f"that of every {other} one (best {other} {_cell(best[other])}).")
     top = _top(rows)
-    tied = overlapping(rows, top)
+    tied = overlapping(rows)
     return (f"{where} {_cell(top)} has the largest A; "
             + (f"not resolved against {', '.join(tied)} (95% CIs overlapping over {n} images)." if tied
                else "no other estimator's 95% CI overlaps it."))

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 
 from ..errors import XaitrustError
 from ..validation import check_count, check_images, check_maps
-from .figures import _save, plt
+from .figures import plt, save_figure
 from .html import Section
 
 #: Images per gallery figure, so that a figure stays readable on a 1280 px wide page.
@@ -43,7 +43,7 @@ CURVE_WORDS = {
                  "pixel removed)",
 }
 SAMPLE_COLUMNS = ("sample", "label", "prediction", "confidence")
-FIGURE_WIDTH = 11.0  # inches: 1210 px at the 110 dpi of ``figures._save``
+FIGURE_WIDTH = 11.0  # inches: 1210 px at the 110 dpi of ``figures.save_figure``
 
 
 def shown_map(values) -> tuple[np.ndarray, str, float, float]:
@@ -138,7 +138,7 @@ def plot_gallery(path, images: torch.Tensor, titles: list[str], maps: dict[str, 
         handles = [Line2D([], [], color=colours[m], linestyle="--" if m == CONTROL else "-") for m in curves]
         legend.legend(handles, list(curves), loc="center", ncol=min(len(curves), 9), fontsize=7, frameon=False,
                       handlelength=1.6, columnspacing=1.0)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_titles(samples: pd.DataFrame, class_names: list[str]) -> list[str]:

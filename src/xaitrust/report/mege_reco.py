@@ -7,15 +7,14 @@ The answer reads the clean base family's MeGe ``(1 + mean(S=))^-1`` (eq. 5) and 
 explained images (``xaitrust.metrics.consistency.bootstrap_intervals``), the random control apart:
 
 - a method *leads* a score when its interval lies entirely above the interval of every other method; when the
-  highest method's interval overlaps another's (or has no interval) the run does not resolve which one is best, and
-  the answer names the methods it cannot separate;
+  highest method's interval overlaps another's (or has no interval; ``xaitrust.statistics.overlaps_leader``) the run
+  does not resolve which one is best, and the answer names the methods it cannot separate;
 - a ReCo *clears the noise floor* when it is above the 95% quantile of the ReCo of uninformative distances for the
   same sizes of S= and S!= (``reco_noise_floor``); below it, the run cannot tell the method's consistency from chance.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +25,11 @@ import torch
 from ..metrics.distances import DISTANCES
 from ..models.loading import ModelSource
 from ..protocols.run_folder import RunFolder
+from ..statistics import overlaps_leader
 from .figures import plot_curves, plot_histograms, plot_map_grid
 from .html import Headline, Section, write_report
 from .summary import write_summary
+from .text import interval_text
 
 QUESTION = ("Which explanation methods generalise across models trained on different folds (MeGe) and stay "
             "consistent with the models' agreement (ReCo)?")
@@ -39,24 +40,14 @@ NAMED = 3
 
 
 def _with_interval(row) -> str:
-    """``value [ci_low, ci_high]`` to three decimals, or ``value (no interval)``."""
-    if not (math.isfinite(row.ci_low) and math.isfinite(row.ci_high)):
-        return f"{row.value:.3f} (no interval)"
-    return f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+    """``value [ci_low, ci_high]`` of a row of the intervals table, to three decimals."""
+    return interval_text(row.value, row.ci_low, row.ci_high, 3)
 
 
 def _listed(rows: pd.DataFrame) -> str:
     """The first ``NAMED`` methods with their values and intervals, and how many more."""
     named = ", ".join(f"{row.method} {_with_interval(row)}" for row in rows.head(NAMED).itertuples())
     return named + (f" and {len(rows) - NAMED} more" if len(rows) > NAMED else "")
-
-
-def not_separated(rows: pd.DataFrame) -> pd.DataFrame:
-    """The methods of ``rows`` (sorted by value, highest first) whose 95% interval overlaps that of the first one; a
-    missing bound on either side counts as overlapping."""
-    top, others = rows.iloc[0], rows.iloc[1:]
-    apart = (others["ci_high"] < top["ci_low"]) | (others["ci_low"] > top["ci_high"])
-    return others[~apart]
 
 
 def ranking_sentence(rows: pd.DataFrame, score: str, what: str, base: str) -> tuple[str, bool]:
@@ -66,7 +57,7 @@ def ranking_sentence(rows: pd.DataFrame, score: str, what: str, base: str) -> tu
     top = rows.iloc[0]
     if len(rows) == 1:
         return f"{score} ({what}): {top.method}, the only method scored on {base}, has {_with_interval(top)}.", True
-    tied = not_separated(rows)
+    tied = rows[overlaps_leader(rows["value"], rows["ci_low"], rows["ci_high"])]
     if tied.empty:
         runner_up = rows.iloc[1]
         return (f"{score} ({what}): {top.method} leads on {base} with {_with_interval(top)}, its 95% bootstrap "
@@ -218,7 +209,7 @@ def interval_table(intervals: pd.DataFrame) -> pd.DataFrame:
     rows = {}
     for row in clean.itertuples():
         cells = rows.setdefault((row.model, row.method), {})
-        cells[f"{names[row.metric]} [95% CI]"] = f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+        cells[f"{names[row.metric]} [95% CI]"] = _with_interval(row)
         if row.metric != "mege":
             cells[f"{names[row.metric]}: noise floor, mean / 95%"] = f"{row.floor_mean:.3f} / {row.floor_95:.3f}"
     table = pd.DataFrame.from_dict(rows, orient="index")

@@ -33,6 +33,7 @@ from ..evaluation.meta import (
 from ..statistics import mean_interval, significance_ranks
 from .html import Headline, Section, write_report
 from .summary import write_summary
+from .text import interval_text
 
 QUESTION = ("Which of these metrics can be believed on this model: do they keep their verdict under minor "
             "perturbations that leave the prediction alone (noise resilience) and react to disruptive ones that "
@@ -59,8 +60,8 @@ def consistency_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_interval(row) -> str:
-    bounds = f" [{row.low:.2f}, {row.high:.2f}]" if math.isfinite(row.low) and math.isfinite(row.high) else ""
-    return f"{row.metric} {row.MC:.2f}{bounds}"
+    """``metric MC [low, high]`` of a row of ``consistency_table``, to two decimals."""
+    return f"{row.metric} {interval_text(row.MC, row.low, row.high, 2)}"
 
 
 def _listed(rows: pd.DataFrame) -> str:

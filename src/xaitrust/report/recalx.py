@@ -35,6 +35,7 @@ from ..statistics import holm, mean_interval, paired_test
 from .figures import plot_curves, plot_map_grid
 from .html import Headline, Section, write_report
 from .summary import write_summary
+from .text import interval_text
 
 QUESTION = ("Does recalibrating the model for each perturbation level make its perturbation-based explanations "
             "(KernelSHAP, LIME) more reliable?")
@@ -122,22 +123,14 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
-def _bounds(low: float, high: float, digits: str) -> str:
-    return f"[{low:{digits}}, {high:{digits}}]" if math.isfinite(low) and math.isfinite(high) else "(no interval)"
-
-
-def _with_interval(value: float, low: float, high: float, digits: str) -> str:
-    return f"{value:{digits}} {_bounds(low, high, digits)}"
-
-
 def calibration_display(table: pd.DataFrame, kl_modes) -> pd.DataFrame:
     """``calibration_changes`` as text, one cell per interval."""
     names = {kl_column(mode): f"KL ({mode})" for mode in kl_modes} | {"ece": "binned ECE"}
     return pd.DataFrame({
         "grouping": table["grouping"], "measure": table["measure"].map(names), "levels": table["levels"],
-        **{f"{name} [95% CI]": [_with_interval(row[name], row[f"{name}_low"], row[f"{name}_high"], ".4f")
+        **{f"{name} [95% CI]": [interval_text(row[name], row[f"{name}_low"], row[f"{name}_high"], 4)
                                 for _, row in table.iterrows()] for name in (BEFORE, AFTER)},
-        "change [95% CI]": [_with_interval(row["difference"], row["low"], row["high"], "+.4f")
+        "change [95% CI]": [interval_text(row["difference"], row["low"], row["high"], 4, signed=True)
                             for _, row in table.iterrows()],
         "p": table["p_value"],
         "maximum": [f"{row[f'max_{BEFORE}']:.4f} -> {row[f'max_{AFTER}']:.4f}" for _, row in table.iterrows()],
@@ -147,7 +140,7 @@ def calibration_display(table: pd.DataFrame, kl_modes) -> pd.DataFrame:
 
 def explanation_display(table: pd.DataFrame) -> pd.DataFrame:
     """``explanation_changes`` with the change and its interval in one cell."""
-    change = [_with_interval(row["difference"], row["low"], row["high"], "+.3f") for _, row in table.iterrows()]
+    change = [interval_text(row["difference"], row["low"], row["high"], 3, signed=True) for _, row in table.iterrows()]
     return table[["metric", "method", "n", BEFORE, AFTER]].assign(**{
         "change [95% CI]": change, "p": table["p_value"], "Holm p": table["p_holm"], "outcome": table["outcome"]})
 
@@ -155,7 +148,7 @@ def explanation_display(table: pd.DataFrame) -> pd.DataFrame:
 def calibration_sentence(row, mode: str, grouping: str) -> str:
     """The answer's calibration sentence from a row of ``calibration_changes``."""
     def model(name):
-        return _with_interval(row[name], row[f"{name}_low"], row[f"{name}_high"], ".4f")
+        return interval_text(row[name], row[f"{name}_low"], row[f"{name}_high"], 4)
 
     if not (math.isfinite(row["low"]) and math.isfinite(row["high"])):
         verdict = f"with {_count(row['levels'], 'level')} it has no interval, so it is not resolved"
@@ -168,14 +161,14 @@ def calibration_sentence(row, mode: str, grouping: str) -> str:
     return (f"Calibration ({mode} KL calibration error of held-out images with random {grouping} replaced, as in "
             f"ReCalX's fit; mean over {row['levels']} perturbation levels, t interval over the levels): "
             f"{model(BEFORE)} uncalibrated -> {model(AFTER)} with ReCalX; paired change "
-            f"{_with_interval(row['difference'], row['low'], row['high'], '+.4f')}: {verdict} (maximum over the "
+            f"{interval_text(row['difference'], row['low'], row['high'], 4, signed=True)}: {verdict} (maximum over the "
             f"levels {row[f'max_{BEFORE}']:.4f} -> {row[f'max_{AFTER}']:.4f}).")
 
 
 def explanation_sentence(rows: pd.DataFrame, label: str) -> str:
     """The answer's sentence on one explanation score from its rows of ``explanation_changes``."""
     parts = [f"{row.method} {getattr(row, BEFORE):.3f} -> {getattr(row, AFTER):.3f}, change "
-             f"{_with_interval(row.difference, row.low, row.high, '+.3f')}, {row.outcome}"
+             f"{interval_text(row.difference, row.low, row.high, 3, signed=True)}, {row.outcome}"
              + (f" (Holm-adjusted p = {row.p_holm:.2g})" if math.isfinite(row.p_holm) else "")
              for row in rows.itertuples()]
     return f"{label}, paired over {_count(int(rows['n'].max()), 'image')}: {'; '.join(parts)}."
@@ -218,14 +211,14 @@ def findings(levels: pd.DataFrame, summary: pd.DataFrame, kl_modes, fitted: str)
             kl = part.pivot_table(index="perturbation_level", columns="model", values=kl_column(mode))
             before, after = kl[BEFORE], kl[AFTER]
             lines.append(
-                f"KL calibration error ({mode}) with random {grouping} replaced ({how}), maximum over perturbation levels: "
-                f"{before.max():.4f} uncalibrated -> {after.max():.4f} with ReCalX; lower at "
+                f"KL calibration error ({mode}) with random {grouping} replaced ({how}), maximum over perturbation "
+                f"levels: {before.max():.4f} uncalibrated -> {after.max():.4f} with ReCalX; lower at "
                 f"{int((after < before).sum())} of {len(kl)} levels (held-out images)."
             )
             if grouping == fitted:
-                lines.append(f"Uncalibrated error ({mode}) {'grows' if before.iloc[-1] > before.iloc[0] else 'does not grow'} "
-                             f"from the lowest to the highest perturbation level ({before.iloc[0]:.4f} -> "
-                             f"{before.iloc[-1]:.4f}); the paper reports it grows.")
+                grows = "grows" if before.iloc[-1] > before.iloc[0] else "does not grow"
+                lines.append(f"Uncalibrated error ({mode}) {grows} from the lowest to the highest perturbation level "
+                             f"({before.iloc[0]:.4f} -> {before.iloc[-1]:.4f}); the paper reports it grows.")
     means = summary.pivot_table(index=["metric", "method"], columns="model", values="mean")
     for metric in ("localization", "gt_alignment", "pointing_game", "deletion_area"):
         if metric in means.index.get_level_values(0):

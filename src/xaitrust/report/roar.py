@@ -23,6 +23,7 @@ from ..protocols.run_folder import RunFolder
 from .figures import plot_curves, plot_map_grid
 from .html import Headline, Section, write_report
 from .summary import write_summary
+from .text import interval_text
 
 QUESTION = ("Do the attribution methods find the pixels a model needs: does retraining without their top-ranked "
             "pixels (ROAR) lose more accuracy, and retraining on those pixels alone (KAR) keep more, than with a "
@@ -117,10 +118,9 @@ def findings(summary: pd.DataFrame, config: dict) -> list[str]:
 
 
 def _accuracy(row: pd.Series) -> str:
-    """``mean [low, high]`` of a summary row (its Student-t 95% interval over the seeds; none with one seed)."""
-    if pd.isna(row["ci95"]):
-        return f"{row['mean']:.3f}"
-    return f"{row['mean']:.3f} [{row['mean'] - row['ci95']:.3f}, {row['mean'] + row['ci95']:.3f}]"
+    """``mean [low, high]`` of a summary row, ``mean +- ci95`` (its Student-t 95% interval over the seeds; none with
+    one seed)."""
+    return interval_text(row["mean"], row["mean"] - row["ci95"], row["mean"] + row["ci95"], 3)
 
 
 def _mode_answer(summary: pd.DataFrame, against: pd.DataFrame, mode: str, seeds: int) -> str:
@@ -146,8 +146,16 @@ def _mode_answer(summary: pd.DataFrame, against: pd.DataFrame, mode: str, seeds:
         verdict = (f"no method beats the random ranking at every fraction (closest: {closest['method']} is {side} it "
                    f"{measured}, with seed ranges apart at {closest['ranges_apart']})")
     interval = "" if seeds == 1 else f"; 95% CI over {seeds} seeds"
-    return (f"{mode.upper()}: {verdict}. With {fraction:.0%} of the pixels replaced: {best} {_accuracy(last.loc[best])}, random {_accuracy(last.loc['random'])} (test accuracy"
-            f"{interval}).")
+    return (f"{mode.upper()}: {verdict}. With {fraction:.0%} of the pixels replaced: {best} "
+            f"{_accuracy(last.loc[best])}, random {_accuracy(last.loc['random'])} (test accuracy{interval}).")
+
+
+def accuracy_table(summary: pd.DataFrame, modes) -> pd.DataFrame:
+    """The mean accuracy over the seeds, methods x (mode, fraction): the columns ordered by mode as in ``modes``, then
+    by fraction (0, the unmodified data, first)."""
+    means = summary.pivot_table(index="method", columns=["mode", "fraction"], values="mean", sort=False)
+    order = sorted(means.columns, key=lambda column: (list(modes).index(column[0]), column[1]))
+    return means[order]
 
 
 def headline(summary: pd.DataFrame, config: dict) -> Headline:
@@ -181,13 +189,13 @@ def write_roar_report(run: RunFolder, *, results: pd.DataFrame, summary: pd.Data
             title=f"{mode.upper()} at {columns}")
         for mode in config["modes"]
     }
-    means = summary.pivot_table(index="method", columns=["mode", "fraction"], values="mean", sort=False)
     setup = (f"{config['model']} retrained from scratch on {training_images} {config['dataset']} images per setting, "
              f"{config['seeds']} seed(s), accuracy on {test_images} modified test images. Pixels ranked by "
              f"{config['reduction']} of the attributions ({config['output']} of the {config['target']} class), "
              f"replaced by the {config['replacement']} of the training data; fraction 0 is the unmodified data.")
     sections = [
-        Section("Accuracy after retraining", [setup], tables={"Mean accuracy": means}, figures=curve_figures),
+        Section("Accuracy after retraining", [setup],
+                tables={"Mean accuracy": accuracy_table(summary, config["modes"])}, figures=curve_figures),
         Section("Spread over seeds", [("std (ddof=1), min and max of the test accuracy over the seeds of each "
                                        "setting; ci95: half-width of the 95% Student-t confidence interval of the "
                                        "mean (none with one seed).")],

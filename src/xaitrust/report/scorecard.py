@@ -12,13 +12,13 @@ of the model) are set apart in grey italics.
 from __future__ import annotations
 
 import html
-import math
 
 import pandas as pd
 
 from ..evaluation import available_metrics, get_metric
 from ..protocols.scoring import CONTROLS, SCORECARD_METRICS
 from ..statistics import mean_interval
+from .text import interval_text
 from .verdict import WRAP, method_ranks, per_image, rank_label
 
 #: Background of a column in which no method is told apart from another.
@@ -76,9 +76,9 @@ def rank_colour(rank, worst: int) -> str:
 def _cell(row, worst) -> str:
     if row is None or pd.isna(row["rank"]):
         return "<td class='muted'>–</td>"
-    bounds = (f", 95% CI [{row['low']:.4g}, {row['high']:.4g}]" if math.isfinite(row["high"]) else "")
+    mean = interval_text(row["mean"], row["low"], row["high"], 4, significant=True)
     direction = "higher" if row["higher_is_better"] else "lower"
-    title = (f"{row['method']}, {row['metric']}: mean {row['mean']:.4g}{bounds}, n = {row['n']}; rank {row['label']} "
+    title = (f"{row['method']}, {row['metric']}: mean [95% CI] {mean}, n = {row['n']}; rank {row['label']} "
              f"({direction} is better)")
     return (f"<td style='background:{rank_colour(row['rank'], int(worst))}' title='{html.escape(title)}'>"
             f"{row['mean']:.3g}<br><small>{html.escape(row['label'])}</small></td>")
@@ -99,7 +99,8 @@ def scorecard_html(results: pd.DataFrame, model: str, metrics=None, *, alpha: fl
     body = []
     for method in sorted(pd.unique(table["method"]), key=lambda m: m in CONTROLS):
         name = (f"<td style='{WRAP}; background:{CONTROL_BACKGROUND}; font-style:italic'>{html.escape(method)} "
-                "<small>(control)</small></td>" if method in CONTROLS else f"<td style='{WRAP}'>{html.escape(method)}</td>")
+                "<small>(control)</small></td>" if method in CONTROLS
+                else f"<td style='{WRAP}'>{html.escape(method)}</td>")
         row = "".join(_cell(cells.get((method, metric.name)), worst[metric.name]) for metric in shown)
         body.append(f"<tr>{name}{row}</tr>")
     return (f"<div class='table'><table style='width:100%; table-layout:fixed; font-size:0.75em'>"

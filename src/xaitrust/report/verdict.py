@@ -41,6 +41,7 @@ from ..errors import XaitrustError
 from ..evaluation import get_metric
 from ..protocols.scoring import CONTROLS
 from ..statistics import Interval, holm, mean_interval, paired_test, significance_ranks
+from .text import interval_text
 
 #: The faithfulness metrics the verdict tests against the random control, in the order of its table.
 FAITHFULNESS = ("deletion_area", "insertion_area", "better_than_random", "mif_lif_area", "mu_fidelity")
@@ -175,11 +176,11 @@ def faithfulness_comparisons(results: pd.DataFrame, model: str, methods, *, alph
     return comparisons
 
 
-def _interval_text(interval: Interval, digits: str = ".2f") -> str:
+def _interval_text(interval: Interval, digits: int = 2, significant: bool = False) -> str:
+    """``mean [low, high]`` of ``interval`` (``xaitrust.report.text.interval_text``), "not measured" without values."""
     if not interval.n:
         return "not measured"
-    bounds = f" [{interval.low:{digits}}, {interval.high:{digits}}]" if math.isfinite(interval.high) else ""
-    return f"{interval.mean:{digits}}{bounds}"
+    return interval_text(interval.mean, interval.low, interval.high, digits, significant=significant)
 
 
 def _names(metrics) -> str:
@@ -199,9 +200,10 @@ def method_sentence(method: str, control: bool, sanity: str, similarity: Interva
         UNMEASURED: "has no sanity check",
     }[sanity]
     stable = ("stability not measured" if not stability.n else
-              f"local Lipschitz {_interval_text(stability, '.3g')}, stability rank {stability_label}")
+              f"local Lipschitz {_interval_text(stability, 3, significant=True)}, stability rank {stability_label}")
     if control:
-        return f"{method} is the control (maps of noise, independent of the model, which must fail): it {check}; {stable}."
+        return (f"{method} is the control (maps of noise, independent of the model, which must fail): it {check}; "
+                f"{stable}.")
     measured = [m for m, outcome in outcomes.items() if outcome != UNMEASURED]
     by_outcome = {outcome: [m for m in measured if outcomes[m] == outcome] for outcome in (BETTER, WORSE, TIED)}
     if measured:
@@ -242,7 +244,8 @@ def recommendation(methods: list[MethodVerdict], comparisons: pd.DataFrame, n_im
     if failing:
         lines.append(f"Fail the sanity check (rank correlation with their maps of the randomised model not bounded "
                      f"below {threshold:g}): " + ", ".join(
-                         v.method + (f" ({v.similarity.mean:.2f}: its maps barely change)" if v.similarity.mean >= threshold
+                         v.method + (f" ({v.similarity.mean:.2f}: its maps barely change)"
+                                     if v.similarity.mean >= threshold
                                      else f" ({_interval_text(v.similarity)}: too uncertain)") for v in failing) + ".")
     unchecked = [v.method for v in explained if v.sanity == UNMEASURED]
     if unchecked:
@@ -345,17 +348,18 @@ def verdict_html(verdict: Verdict) -> str:
         cells = [f"<td{muted} style='{WRAP}'>{name}</td>",
                  _cell(advice, outcome, v.sentence),
                  _cell(f"{v.sanity}: {_interval_text(v.similarity)}", v.sanity,
-                       f"mean rank correlation with the maps of the randomised model {_interval_text(v.similarity)} "
-                       f"(95% CI), n = {v.similarity.n}")]
+                       f"mean rank correlation [95% CI] with the maps of the randomised model: "
+                       f"{_interval_text(v.similarity)}, n = {v.similarity.n}")]
         for metric in metrics:
             if (v.method, metric) not in tests.index:
                 cells.append(_cell(OUTCOME_TEXT[UNMEASURED], UNMEASURED, "not compared"))
                 continue
             row = tests.loc[(v.method, metric)]
             cells.append(_cell(OUTCOME_TEXT[row["outcome"]], row["outcome"], (
-                f"{v.method} minus random: {row['difference']:+.3g} [{row['low']:.3g}, {row['high']:.3g}] (95% CI), "
+                f"{v.method} minus random [95% CI]: "
+                f"{interval_text(row['difference'], row['low'], row['high'], 3, signed=True, significant=True)}, "
                 f"n = {row['n']}, p = {row['p_value']:.2g}, Holm-adjusted p = {row['p_adjusted']:.2g}")))
-        lipschitz = (f"{_interval_text(v.stability, '.3g')} ({rank_label(v.stability_rank, ranks)})"
+        lipschitz = (f"{_interval_text(v.stability, 3, significant=True)} ({rank_label(v.stability_rank, ranks)})"
                      if v.stability.n else "–")
         cells.append(f"<td style='{WRAP}' title='n = {v.stability.n}'>{html.escape(lipschitz)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
