@@ -34,6 +34,7 @@ def test_every_method_is_scored_on_every_model(smoke_run):
     results = pd.read_csv(out / "results.csv")
     assert set(results["model"]) == {"uncalibrated", "temperature", "dirichlet"}
     assert set(results["method"]) == set(config["explainers"]) | {ALL_METHODS, RANDOM_SUPERPIXELS}
+    assert set(results["metric"]) - {"explained_class_changed", "segmentation_fallback"} == set(config["metrics"])
     changed = results[results["metric"] == "explained_class_changed"].groupby("model")["value"]
     assert changed.count().to_dict() == {"dirichlet": config["n_images"], "temperature": config["n_images"]}
     assert changed.max()["temperature"] == 0  # a temperature never changes the arg max
@@ -70,6 +71,16 @@ def test_sweep_correlations_are_computed_on_each_side_of_the_reference_temperatu
     assert over.side.startswith("over-confident") and over.temperatures == 3 and over.spearman == pytest.approx(1)
     assert under.side.startswith("under-confident") and under.temperatures == 3 and under.spearman == pytest.approx(-1)
     assert over.factor_of_min == under.factor_of_min == 4.0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_benchmarks_sanity_check_and_meta_evaluation_are_left_out(profile):
+    config = resolve_config(SPEC, profile)
+    assert "randomisation_similarity" not in config["metrics"] and "deletion_area" in config["metrics"]
+    assert not {"calibrator", "calibration_bootstrap", "meta_metrics", "meta_explainers", "meta_perturbations",
+                "meta_images"} & set(config)
+    with pytest.raises(XaitrustError, match="unknown config key 'meta_metrics'"):
+        resolve_config(SPEC, profile, {"meta_metrics": []})
 
 
 def test_unknown_calibrator_names_the_key():
@@ -140,7 +151,8 @@ def test_deletion_comparison_pairs_each_image_on_its_own_and_on_a_common_model()
 def test_deletion_comparison_without_random_maps_leaves_the_beyond_random_columns_empty():
     u, t = "uncalibrated", "dirichlet"
     results = _areas({("m", u): [0.5, 0.6], ("m", t): [0.4, 0.4]})
-    cross = pd.concat([_areas({("m", t): [0.45, 0.6]}, {"scored_on": u}), _areas({("m", u): [0.5, 0.5]}, {"scored_on": t})])
+    cross = pd.concat([_areas({("m", t): [0.45, 0.6]}, {"scored_on": u}),
+                       _areas({("m", u): [0.5, 0.5]}, {"scored_on": t})])
     targets = {u: torch.tensor([0, 1]), t: torch.tensor([0, 1])}
     table = deletion_comparison(results, cross, {u: None, t: None}, targets, ["m", "random", RANDOM_SUPERPIXELS])
     assert table["method"].tolist() == ["m"] * 3 and table["minus_random"].isna().all()
@@ -173,7 +185,8 @@ def test_smoke_report_compares_the_maps_on_a_common_model_and_draws_the_papers_f
         for common in ("uncalibrated", calibrator):
             assert part.loc[(common, "random"), "difference"] == 0
             assert part.loc[(common, "random"), "uncalibrated_maps"] == part.loc[(common, "random"), "calibrated_maps"]
-        assert part.loc[("uncalibrated", "rise"), "uncalibrated_maps"] == part.loc[(OWN_MODEL, "rise"), "uncalibrated_maps"]
+        own = part.loc[(OWN_MODEL, "rise"), "uncalibrated_maps"]
+        assert part.loc[("uncalibrated", "rise"), "uncalibrated_maps"] == own
     assert (comparison.loc[comparison["calibrator"] == "temperature", "class_changed"] == 0).all()
     figures = {path.name for path in (out / "figures").iterdir()}
     assert {f"reliability-{name}.png" for name in ("uncalibrated", *config["calibrators"])} <= figures

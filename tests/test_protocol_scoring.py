@@ -1,13 +1,17 @@
 """The scorecard's per-sample rows: an image whose clean logit is not positive has an undefined MIF/LIF area; the
-curves kept for figures are those the areas measured; the sanity check (full-model randomisation) scores 1 for maps
-that ignore the model and equals the cascading MPRT on a one-layer model."""
+curves kept for figures are those the areas measured, read back without measuring them again; the sanity check
+(full-model randomisation) scores 1 for maps that ignore the model and equals the cascading MPRT on a one-layer
+model."""
 
 import math
 import warnings
 
+import pytest
 import torch
 
-from xaitrust.evaluation import MetricInputs, get_metric
+from xaitrust.errors import XaitrustError
+from xaitrust.evaluation import MetricInputs, get_metric, metric_values
+from xaitrust.evaluation.builtin import game_curves
 from xaitrust.explainers import get_explainer
 from xaitrust.metrics.faithfulness import random_superpixel_deletion
 from xaitrust.metrics.randomisation import (
@@ -67,6 +71,24 @@ def test_the_curves_kept_for_figures_are_those_the_areas_measured():
         measured = torch.tensor(rows[rows["metric"] == f"{game}_area"]["value"].to_numpy())
         torch.testing.assert_close(area, measured)
     assert not torch.equal(curves["deletion"], curves["insertion"])
+
+
+def test_game_curves_reads_the_curves_an_area_measured_instead_of_measuring_them_again():
+    weight = torch.rand(1, 1, 8, 8)
+    x = torch.rand(3, 1, 8, 8)
+    model, forwards = LinearModel(weight), []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    inputs = MetricInputs(model, x, torch.zeros(3, dtype=torch.long), "probability", maps=(weight * x)[:, 0])
+    game = {"steps": 10, "replacement": "zero"}
+    [(_, area)] = metric_values([get_metric("deletion_area")], inputs, {"deletion_area": game})
+    measured = len(forwards)
+    curves = game_curves(inputs, "deletion", **game)
+    assert len(forwards) == measured and curves.curves.shape == (3, 11)
+    torch.testing.assert_close(torch.trapezoid(curves.curves, curves.fractions, dim=1).double(), area.double())
+    game_curves(inputs, "insertion", **game)  # not measured yet
+    assert len(forwards) > measured
+    with pytest.raises(XaitrustError, match="game must be one of deletion, insertion; got 'deletoin'"):
+        game_curves(inputs, "deletoin")
 
 
 def input_map(model, x, target, output="logit"):

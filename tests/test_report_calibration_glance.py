@@ -125,7 +125,7 @@ def test_the_move_tables_give_the_verdict_in_the_metric_direction_and_the_number
     # Random's scores rose: a worse deletion area, a better insertion area; "better" fell 0.2 beyond random.
     assert resolved.loc[rows].values.tolist() == [["worse", "better"], ["no", "no"], ["better", "worse"]]
     mean, low, high = t_interval(NOISE - 0.2)
-    assert numbers.loc["better", columns[0]] == f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
+    assert numbers.loc["better", columns[0]] == f"{mean:+.2g} [{low:+.2g}, {high:+.2g}]"
     assert numbers.loc["better", columns[0]].startswith("-0.2 [-0.2")
 
 

@@ -9,6 +9,7 @@ game.
 
 from __future__ import annotations
 
+from ..errors import XaitrustError
 from ..metrics import (
     area_between,
     better_than_random,
@@ -59,10 +60,17 @@ def _game_curves(work, game, model, x, maps, target, *, output, seed, ties, batc
     return work.call(*call, **settings)
 
 
-def deletion_curves(inputs: MetricInputs, steps: int = 100, replacement="blur") -> PerturbationCurves:
-    """The deletion curves behind ``deletion_area`` and ``better_than_random`` on ``inputs`` (from ``inputs.work``
-    when one of them already measured them), for figures."""
-    return _game_curves(inputs.work, deletion, inputs.model, inputs.x, inputs.maps, inputs.target,
+#: The ranked games of the deletion and insertion areas, by name.
+GAMES = {"deletion": deletion, "insertion": insertion}
+
+
+def game_curves(inputs: MetricInputs, game: str, steps: int = 100, replacement="blur") -> PerturbationCurves:
+    """The curves of the ranked ``game`` (``"deletion"`` or ``"insertion"``) behind ``deletion_area``,
+    ``better_than_random`` and ``insertion_area`` on ``inputs``, measured with ``steps`` and ``replacement``: read
+    from ``inputs.work`` when one of those metrics already measured them (else measured there once), for figures."""
+    if game not in GAMES:
+        raise XaitrustError(f"game must be one of {', '.join(GAMES)}; got {game!r}")
+    return _game_curves(inputs.work, GAMES[game], inputs.model, inputs.x, inputs.maps, inputs.target,
                         output=inputs.output, seed=inputs.seed, ties=inputs.ties, batch_size=inputs.batch_size,
                         steps=steps, replacement=replacement)
 

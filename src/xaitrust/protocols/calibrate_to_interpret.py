@@ -51,7 +51,7 @@ from ..report.calibrate_to_interpret import (
     write_calibrate_to_interpret_report,
 )
 from ..statistics import mean_interval, paired_test
-from .benchmark import C2I_IG, trainings  # noqa: F401 (the same model as the benchmark trains)
+from .benchmark import C2I_IG, check_scoring, trainings  # noqa: F401 (trainings: the same model as the benchmark's)
 from .benchmark import SPEC as BENCHMARK_SPEC
 from .common import (
     calibrated_models,
@@ -75,24 +75,31 @@ from .scoring import (
 )
 
 C2I_EXPLAINERS = ["sensitivity", "integrated-gradients", "rise", "meaningful-perturbation", "gradcam", "random"]
+#: The benchmark's keys this protocol has no use for: its one calibrator (here ``calibrators``), the bootstrap of its
+#: calibration section and its meta-evaluation.
+BENCHMARK_ONLY = ("calibrator", "calibration_bootstrap", "meta_metrics", "meta_explainers", "meta_perturbations",
+                  "meta_images")
+#: The benchmark's metrics this protocol leaves out: the sanity check (one more explanation per method on a randomised
+#: copy of the model), which the paper does not make.
+NOT_IN_PAPER = ("randomisation_similarity",)
 
 
 def _profile(profile: str, **changes) -> dict:
-    base = dict(BENCHMARK_SPEC.defaults[profile])
+    base = {key: value for key, value in BENCHMARK_SPEC.defaults[profile].items() if key not in BENCHMARK_ONLY}
     base.update(
         explainers=C2I_EXPLAINERS, lipschitz_explainers=C2I_EXPLAINERS, calibrators=["temperature", "dirichlet"],
         sweep_explainers=["meaningful-perturbation"], sweep_factors=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0],
         sweep_images=32, method_reductions={},
+        metrics=[name for name in base["metrics"] if name not in NOT_IN_PAPER],
     )
-    base.pop("calibrator")
     base.update(changes)
     return base
 
 
 def validate(config: dict) -> None:
-    """The benchmark's checks (``xaitrust.protocols.benchmark.validate``), and every reduction named in
+    """The scoring protocols' checks (``xaitrust.protocols.benchmark.check_scoring``), and every reduction named in
     ``method_reductions`` is one of ``xaitrust.explainers.reduce.REDUCTIONS``."""
-    BENCHMARK_SPEC.validate(config)
+    check_scoring(config)
     unknown = {method: value for method, value in config["method_reductions"].items() if value not in REDUCTIONS}
     if unknown:
         raise XaitrustError(
@@ -165,11 +172,12 @@ def sweep_correlations(sweep: pd.DataFrame) -> pd.DataFrame:
         best = part.loc[part["deletion_area"].idxmin()]
         for side, selected in SWEEP_SIDES.items():
             points = part[part["factor"].map(selected)]
+            ece, area = points["density_ece"], points["deletion_area"]
             enough = len(points) > 2
             rows.append({
                 "method": method, "side": side, "temperatures": len(points),
-                "pearson": stats.pearsonr(points["density_ece"], points["deletion_area"]).statistic if enough else np.nan,
-                "spearman": stats.spearmanr(points["density_ece"], points["deletion_area"]).statistic if enough else np.nan,
+                "pearson": stats.pearsonr(ece, area).statistic if enough else np.nan,
+                "spearman": stats.spearmanr(ece, area).statistic if enough else np.nan,
                 "temperature_of_min_deletion_area": best["temperature"], "factor_of_min": best["factor"],
             })
     return pd.DataFrame(rows)
@@ -210,10 +218,11 @@ def deletion_comparison(results: pd.DataFrame, cross: pd.DataFrame, models: dict
     ``results`` holds the scorecard's per-image ``deletion_area`` rows (``sample`` the image's position, as in
     ``cross``). Per image ``i``, ``d_i = area(calibrated maps) - area(uncalibrated maps)`` (negative: the calibrated
     model's maps are more faithful); ``difference`` is the mean of ``d_i`` and ``ci95`` the half-width of its Student-t
-    95% interval over the images where both areas are finite (``n``; the paired test ``paired_test``); ``uncalibrated_maps`` and ``calibrated_maps``
-    are the two mean areas over those images, and ``class_changed`` counts those where the two models explain
-    different classes (``targets``, each model's explained class): there a map scored on the other model is scored for
-    a class it does not explain (``explained_class = "reference"`` gives every model the same class).
+    95% interval over the images where both areas are finite (``n``; the paired test ``paired_test``);
+    ``uncalibrated_maps`` and ``calibrated_maps`` are the two mean areas over those images, and ``class_changed``
+    counts those where the two models explain different classes (``targets``, each model's explained class): there a
+    map scored on the other model is scored for a class it does not explain (``explained_class = "reference"`` gives
+    every model the same class).
     ``minus_random`` is the same for ``d_i - d_i(random)``, the change beyond the random maps' change on the same
     image (``CONTROL``; NaN when the run has no random maps): on a common model the random maps (seeded per image,
     never reading the model) are the same on both sides, so their change is 0. The random superpixel baseline
@@ -254,9 +263,8 @@ def execute(run: RunFolder) -> Path:
     config = run.config
     prepared = train_and_split(run, config)
     model, held_out = prepared.model, prepared.held_out
-    calibrators, models, calibration_results = calibrated_models(
-        run, prepared, {name: name for name in config["calibrators"]}
-    )
+    calibrated = calibrated_models(run, prepared, {name: name for name in config["calibrators"]})
+    calibrators, models = calibrated.calibrators, calibrated.models
 
     chosen, x, target = images_to_explain(model, held_out, config)
     masks = None if held_out.masks is None else held_out.masks[chosen]
@@ -267,7 +275,8 @@ def execute(run: RunFolder) -> Path:
     targets = explained_classes(models, x, target, config)
     cross = cross_model_deletion(run, models, scored.maps, x, targets, config)
     run.write_table("deletion_cross", cross)
-    comparison = deletion_comparison(scored.results, cross, models, targets, [*config["explainers"], RANDOM_SUPERPIXELS])
+    comparison = deletion_comparison(scored.results, cross, models, targets,
+                                     [*config["explainers"], RANDOM_SUPERPIXELS])
     run.write_table("deletion_comparison", comparison)
 
     sweep_x, sweep_target = x[: config["sweep_images"]], target[: config["sweep_images"]]
@@ -278,5 +287,5 @@ def execute(run: RunFolder) -> Path:
     correlations = sweep_correlations(sweep)
 
     return write_calibrate_to_interpret_report(
-        run, prepared=prepared, models=models, calibration=calibration_results, results=results, summary=summary,
-        scored=scored, x=x, comparison=comparison, sweep=sweep, correlations=correlations)
+        run, prepared=prepared, calibrated=calibrated, results=results, summary=summary, scored=scored, x=x,
+        comparison=comparison, sweep=sweep, correlations=correlations)

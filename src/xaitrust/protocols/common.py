@@ -54,8 +54,11 @@ TRAINED_MODEL_DEFAULTS = {
     "weights": "", "input_mean": [], "input_std": [], "cam_layer": "", "unsupported_explainers": "drop",
 }
 UNSUPPORTED_EXPLAINERS = ("drop", "refuse")
-#: Config keys that list explainers, each a subset of ``explainers`` where a protocol has it.
-EXPLAINER_LISTS = ("explainers", "methods", "lipschitz_explainers", "sweep_explainers")
+#: Config keys that list explainers: those a protocol explains with (``explainers`` or ``methods``) and the ones some
+#: of its steps use (built with the same ``explainer_params``).
+EXPLAINER_LISTS = ("explainers", "methods", "lipschitz_explainers", "sweep_explainers", "meta_explainers")
+#: Config keys that list metrics: those a protocol scores with and those it meta-evaluates.
+METRIC_LISTS = ("metrics", "meta_metrics")
 
 
 def check_architecture(config: dict) -> None:
@@ -67,7 +70,8 @@ def check_architecture(config: dict) -> None:
     if source.is_trained:
         raise XaitrustError(
             f"the {config.get('protocol', 'this')} protocol trains its models itself (folds, regimes or retrainings "
-            f"from scratch); model must be an architecture (a built-in name or path/to/file.py:Name), not {source.model}"
+            "from scratch); model must be an architecture (a built-in name or path/to/file.py:Name), not "
+            f"{source.model}"
         )
 
 
@@ -90,21 +94,27 @@ def check_explainer_lists(config: dict) -> None:
             raise XaitrustError(f"config key {key!r}: {error}") from None
 
 
-def check_metric_names(config: dict) -> None:
-    """``metrics`` names registered metrics or ``path/to/file.py:Name`` ones, each once; ``metric_params`` is keyed
-    by metric name (a file's metric goes by its own name, as in the tables) and sets only parameters those metrics
-    have."""
+def listed_metrics(config: dict, key: str) -> dict:
+    """``{name: Metric}`` of the config's list ``key`` (``METRIC_LISTS``), checked: registered metrics or
+    ``path/to/file.py:Name`` ones, each once (a file's metric goes by its own name, as in the tables)."""
     from ..evaluation import get_metric
 
     try:
-        listed = [get_metric(name) for name in config["metrics"]]
+        listed = [get_metric(name) for name in config[key]]
     except XaitrustError as error:
-        raise XaitrustError(f"config key 'metrics': {error}") from None
+        raise XaitrustError(f"config key {key!r}: {error}") from None
     metrics = {metric.name: metric for metric in listed}
     if len(metrics) < len(listed):
         names = [metric.name for metric in listed]
         duplicated = sorted({name for name in names if names.count(name) > 1})
-        raise XaitrustError(f"config key 'metrics' lists {', '.join(duplicated)} twice; list each metric once")
+        raise XaitrustError(f"config key {key!r} lists {', '.join(duplicated)} twice; list each metric once")
+    return metrics
+
+
+def check_metric_names(config: dict) -> None:
+    """``metrics`` names metrics each once (``listed_metrics``); ``metric_params`` is keyed by metric name and sets
+    only parameters those metrics have."""
+    metrics = listed_metrics(config, "metrics")
     for name in config["metric_params"]:
         if name not in metrics:
             raise XaitrustError(f"config key 'metric_params' names {name!r}, which 'metrics' does not list "
@@ -211,13 +221,17 @@ def fit_calibrator(run: RunFolder, model, calibration: ImageDataset, name: str, 
     return calibrator
 
 
-def calibration_table(models: dict, held_out: ImageDataset) -> pd.DataFrame:
-    """Accuracy, binned ECE, density ECE, KL calibration error and NLL of each model on the held-out images."""
-    rows = []
-    for name, model in models.items():
-        probs = torch.softmax(predictions(model, held_out.x).double(), dim=-1)  # float32 saturates at 1
-        rows.append({"model": name, **calibration_summary(probs, held_out.y)})
-    return pd.DataFrame(rows)
+def held_out_probabilities(models: dict, held_out: ImageDataset) -> dict[str, torch.Tensor]:
+    """Each model's probabilities ``(N, K)`` of the held-out images: the float64 softmax of its logits (float32
+    saturates at 1, which the calibration errors would read as certainty), on the CPU."""
+    return {name: torch.softmax(predictions(model, held_out.x).double(), dim=-1) for name, model in models.items()}
+
+
+def calibration_table(probabilities: dict[str, torch.Tensor], labels: torch.Tensor) -> pd.DataFrame:
+    """Accuracy, binned ECE, density ECE, KL calibration error and NLL (``calibration_summary``) of each model's
+    ``probabilities`` ``(N, K)`` (``held_out_probabilities``) against ``labels``, one row per model."""
+    return pd.DataFrame([{"model": name, **calibration_summary(probs, labels)}
+                         for name, probs in probabilities.items()])
 
 
 @dataclass
@@ -312,14 +326,16 @@ def check_split_sizes(config: dict, test: ImageDataset) -> None:
 
 
 def check_masks(config: dict, data: ImageDataset) -> None:
-    """Fail before any work when a configured metric needs ground-truth masks that ``data`` does not have."""
+    """Fail before any work when a metric of the config's metric lists (``METRIC_LISTS``) needs ground-truth masks
+    that ``data`` does not have."""
     from ..evaluation import get_metric
 
-    needing = [name for name in config.get("metrics", []) if "masks" in get_metric(name).needs]
-    if needing and data.masks is None:
-        raise XaitrustError(f"metrics {', '.join(needing)} compare maps with ground-truth masks, which {data.name} does "
-                            "not have (the synthetic 'shapes' data set has; an .npz may hold them as 'masks'); drop "
-                            "them from 'metrics'")
+    for key in METRIC_LISTS:
+        needing = [name for name in config.get(key, []) if "masks" in get_metric(name).needs]
+        if needing and data.masks is None:
+            raise XaitrustError(f"metrics {', '.join(needing)} compare maps with ground-truth masks, which {data.name} "
+                                "does not have (the synthetic 'shapes' data set has; an .npz may hold them as "
+                                f"'masks'); drop them from {key!r}")
 
 
 def check_model(run: RunFolder, model: torch.nn.Module, data: ImageDataset) -> Preflight:
@@ -371,21 +387,31 @@ def images_to_explain(model: torch.nn.Module, held_out: ImageDataset, config: di
     return chosen, x, predictions(model, x).argmax(dim=1)
 
 
+def image_samples(model: torch.nn.Module, x: torch.Tensor, data: ImageDataset, chosen: torch.Tensor) -> pd.DataFrame:
+    """One row per image of ``x = data.x[chosen]``, in order: its dataset index ``sample`` (``ImageDataset.index``),
+    its ``label``, and ``model``'s ``prediction`` and ``confidence`` (the float64 softmax probability of the predicted
+    class)."""
+    top = torch.softmax(predictions(model, x).double(), dim=1).max(dim=1)
+    return pd.DataFrame({"sample": data.index[chosen].numpy(), "label": data.y[chosen].numpy(),
+                         "prediction": top.indices.numpy(), "confidence": top.values.numpy()})
+
+
 def with_sample_columns(results: pd.DataFrame, models: dict, x: torch.Tensor, data: ImageDataset,
                         chosen: torch.Tensor) -> pd.DataFrame:
-    """``results`` (rows of the images ``x = data.x[chosen]``, ``sample`` their position) joined back to the images:
-    ``sample`` becomes each image's dataset index (``ImageDataset.index``), with its ``label``, and the ``prediction``
-    and ``confidence`` (softmax probability of the predicted class) of the row's model."""
+    """``results`` (rows of the images ``x = data.x[chosen]``, ``sample`` their position) joined back to the images
+    (``image_samples``): ``sample`` becomes each image's dataset index, with its ``label``, and the ``prediction``
+    and ``confidence`` of the row's model."""
     position = results["sample"].to_numpy()
-    results = results.assign(sample=data.index[chosen].numpy()[position], label=data.y[chosen].numpy()[position])
+    samples = {name: image_samples(model, x, data, chosen) for name, model in models.items()}
     prediction = pd.array([pd.NA] * len(results), dtype="Int64")
     confidence = np.full(len(results), np.nan)
-    for name, model in models.items():
+    for name, table in samples.items():
         rows = (results["model"] == name).to_numpy()
-        top = torch.softmax(predictions(model, x).double(), dim=1).cpu().max(dim=1)
-        confidence[rows] = top.values.numpy()[position[rows]]
-        prediction[rows] = top.indices.numpy()[position[rows]]
-    return results.assign(prediction=prediction, confidence=confidence)
+        prediction[rows] = table["prediction"].to_numpy()[position[rows]]
+        confidence[rows] = table["confidence"].to_numpy()[position[rows]]
+    images = next(iter(samples.values()))
+    return results.assign(sample=images["sample"].to_numpy()[position], label=images["label"].to_numpy()[position],
+                          prediction=prediction, confidence=confidence)
 
 
 def write_results(run: RunFolder, results: pd.DataFrame) -> pd.DataFrame:
@@ -396,17 +422,29 @@ def write_results(run: RunFolder, results: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def calibrated_models(run: RunFolder, prepared: TrainedWithSplits, calibrators: dict[str, str]):
-    """Fit (or load) calibrator ``name`` for each ``label: name`` of ``calibrators`` on the calibration split.
+@dataclass
+class CalibratedModels:
+    """What ``calibrated_models`` returns: the fitted ``calibrators`` by label, the ``models`` to compare
+    (``"uncalibrated"`` first, then each label's wrapped model), their ``probabilities`` of the held-out images
+    (``held_out_probabilities``), the images' ``labels`` and the calibration ``table`` computed from both."""
 
-    Returns the fitted calibrators by label, the models to compare (``"uncalibrated"`` first, then each label's
-    wrapped model) and their held-out calibration table, which is also written as ``calibration.csv``.
-    """
-    fitted = {label: fit_calibrator(run, prepared.model, prepared.calibration, name) for label, name in calibrators.items()}
+    calibrators: dict[str, Calibrator]
+    models: dict[str, torch.nn.Module]
+    probabilities: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    table: pd.DataFrame
+
+
+def calibrated_models(run: RunFolder, prepared: TrainedWithSplits, calibrators: dict[str, str]) -> CalibratedModels:
+    """Fit (or load) calibrator ``name`` for each ``label: name`` of ``calibrators`` on the calibration split, and
+    measure every model on the held-out images; the calibration table is also written as ``calibration.csv``."""
+    fitted = {label: fit_calibrator(run, prepared.model, prepared.calibration, name)
+              for label, name in calibrators.items()}
     models = {"uncalibrated": prepared.model, **{label: c.wrap(prepared.model) for label, c in fitted.items()}}
-    table = calibration_table(models, prepared.held_out)
+    probabilities = held_out_probabilities(models, prepared.held_out)
+    table = calibration_table(probabilities, prepared.held_out.y)
     run.write_table("calibration", table)
-    return fitted, models, table
+    return CalibratedModels(fitted, models, probabilities, prepared.held_out.y, table)
 
 
 def removal_value(config: dict) -> str | float:

@@ -11,11 +11,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..evaluation import MetricInputs, get_metric, metric_values
-from ..evaluation.builtin import _game_curves
+from ..evaluation.builtin import GAMES, game_curves
 from ..explainers import get_explainer
 from ..explainers.reduce import reduce_attributions
 from ..metrics.curves import PerturbationCurves
-from ..metrics.faithfulness import deletion, insertion, random_superpixel_deletion
+from ..metrics.faithfulness import random_superpixel_deletion
 from ..metrics.fidelity import FPA_FRACTIONS
 from .common import explain_cached, predictions
 from .results import tidy_rows
@@ -40,15 +40,18 @@ CONTROLS = ("random", RANDOM_SUPERPIXELS)
 
 
 def method_reduction(config: dict, method: str) -> str:
-    """The reduction of ``method``'s attributions: ``config["method_reductions"][method]`` or ``config["reduction"]``."""
+    """The reduction of ``method``'s attributions: ``config["method_reductions"][method]``, else
+    ``config["reduction"]``."""
     return config["method_reductions"].get(method, config["reduction"])
 
 
-def faithfulness_params(config: dict, baseline: PerturbationCurves, removal: tuple[float, ...], dtype) -> dict:
+def faithfulness_params(config: dict, baseline: PerturbationCurves | None, removal: tuple[float, ...], dtype
+                        ) -> dict:
     """The registry parameters of ``FAITHFULNESS_METRICS`` from the protocol config: ``deletion_steps`` and
     ``replacement`` (deletion, insertion, BTR), ``n_superpixels`` and ``n_orders`` (BTR, against the random
-    ``baseline``), ``mu_fidelity_subsets``, and the MIF/LIF ``removal`` value per channel. The score (``output``),
-    ``seed`` and ``ties`` are settings of ``metric_inputs``."""
+    ``baseline``, or with None against the random orders BTR draws on the images it is given), ``mu_fidelity_subsets``,
+    and the MIF/LIF ``removal`` value per channel. The score (``output``), ``seed`` and ``ties`` are settings of
+    ``metric_inputs``."""
     game = {"steps": config["deletion_steps"], "replacement": config["replacement"]}
     return {
         "deletion_area": game,
@@ -75,17 +78,6 @@ def metric_rows(names, inputs: MetricInputs, params: dict, method: str, model_na
                       for metric in metrics])
 
 
-def game_curves(inputs: MetricInputs, steps: int, replacement) -> dict[str, torch.Tensor]:
-    """The deletion and insertion curves ``(N, S)`` of ``inputs.maps`` and their ``fractions`` ``(S,)``: those the
-    deletion and insertion areas measured with ``steps`` and ``replacement`` (the same calls through
-    ``inputs.work``, so measured once), for figures."""
-    settings = {"output": inputs.output, "seed": inputs.seed, "ties": inputs.ties, "batch_size": inputs.batch_size,
-                "steps": steps, "replacement": replacement}
-    curves = {name: _game_curves(inputs.work, game, inputs.model, inputs.x, inputs.maps, inputs.target, **settings)
-              for name, game in (("deletion", deletion), ("insertion", insertion))}
-    return {"fractions": curves["deletion"].fractions, **{name: c.curves for name, c in curves.items()}}
-
-
 def faithfulness_rows(
     model, x, target, attributions, maps, config: dict, baseline: PerturbationCurves, method: str, model_name: str,
     removal: tuple[float, ...],
@@ -93,12 +85,14 @@ def faithfulness_rows(
     """Deletion and insertion areas and BTR against ``baseline`` (blur replacement, C2I), the MIF/LIF area (removed
     pixels set to the per-channel ``removal`` values, logits, x in percent, FPA; NaN for an image whose clean logit
     is <= 0), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the deletion
-    and insertion curves for figures (``game_curves``)."""
+    and insertion curves ``(N, S)`` and their ``fractions`` ``(S,)`` for figures: those the areas measured
+    (``xaitrust.evaluation.builtin.game_curves``, through the same ``inputs.work``, so measured once)."""
     params = faithfulness_params(config, baseline, removal, x.dtype)
     inputs = metric_inputs(model, x, target, config, maps=maps, attributions=attributions)
     names = [name for name in FAITHFULNESS_METRICS if name in config["metrics"]]
     table = metric_rows(names, inputs, params, method, model_name) if names else pd.DataFrame()
-    return table, game_curves(inputs, **params["deletion_area"])
+    curves = {game: game_curves(inputs, game, **params["deletion_area"]) for game in GAMES}
+    return table, {"fractions": curves["deletion"].fractions, **{game: c.curves for game, c in curves.items()}}
 
 
 def other_metric_rows(model, x, target, attributions, maps, masks, method: str, params: dict, config: dict,
@@ -155,20 +149,13 @@ def scoring_passes(config: dict, n_models: int) -> int:
 class ScoredMethods:
     """What ``score_methods`` returns: tidy per-sample ``results``; per model, the random baseline's deletion curves
     (``random_curves[label] = (fractions, curves)``), each method's deletion and insertion curves
-    (``curves[model][method] = {"fractions": (S,), "deletion": (N, S), "insertion": (N, S)}``), its maps of the first
-    eight images (``examples[model][method]``) and all its maps (``maps[model][method]``)."""
+    (``curves[model][method] = {"fractions": (S,), "deletion": (N, S), "insertion": (N, S)}``) and its maps
+    (``maps[model][method]``, ``(N, H, W)``)."""
 
     results: pd.DataFrame
     random_curves: dict
     curves: dict
-    examples: dict
     maps: dict
-
-    @property
-    def deletion_curves(self) -> dict:
-        """``{(method, model): (fractions, deletion curves)}``, from ``curves``."""
-        return {(method, model): (curves["fractions"], curves["deletion"])
-                for model, methods in self.curves.items() for method, curves in methods.items()}
 
 
 def explained_classes(models: dict, x: torch.Tensor, reference_target: torch.Tensor, config: dict) -> dict:
@@ -197,7 +184,7 @@ def score_methods(
     check ``randomisation_similarity`` explains the reference model's randomised copy once per method, on the
     reference only (a calibrated model wraps the same network)."""
     reference = next(iter(models))
-    tables, random_curves, all_curves, examples, all_maps = [], {}, {}, {}, {}
+    tables, random_curves, all_curves, all_maps = [], {}, {}, {}
     targets = explained_classes(models, x, target, config)
     for model_name, model in models.items():
         target = targets[model_name]
@@ -224,7 +211,6 @@ def score_methods(
                 tables.append(tidy_rows(segmented(x).fallback.float(), metric="segmentation_fallback", method=method,
                                         model=model_name))
             all_maps.setdefault(model_name, {})[method] = maps
-            examples.setdefault(model_name, {})[method] = maps[:8]
 
             def compute():
                 rows, curves = faithfulness_rows(
@@ -246,4 +232,4 @@ def score_methods(
             curves = run.cached_tensors(f"curves/{key}", lambda: faithfulness_rows(  # measured again if damaged
                 model, x, target, attributions, maps, config, baseline, method, model_name, removal)[1])
             all_curves.setdefault(model_name, {})[method] = curves
-    return ScoredMethods(pd.concat(tables, ignore_index=True), random_curves, all_curves, examples, all_maps)
+    return ScoredMethods(pd.concat(tables, ignore_index=True), random_curves, all_curves, all_maps)

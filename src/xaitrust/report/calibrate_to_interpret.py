@@ -24,10 +24,10 @@ from ..calibration.plots import reliability_diagram
 from ..explainers.reduce import normalize_maps
 from ..metrics.binarize import otsu_masks
 from ..protocols.common import (
+    CalibratedModels,
     TrainedWithSplits,
     dataset_label,
     model_description,
-    predictions,
 )
 from ..protocols.results import pivot_summary
 from ..protocols.run_folder import RunFolder
@@ -211,12 +211,14 @@ def mean_tables(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
             for model, part in summary.groupby("model", sort=False)}
 
 
-def reliability_figures(folder: Path, models: dict, held_out) -> dict[str, Path]:
-    """The reliability diagram of each model on the held-out images (C2I Fig. 2: "Confidence reliability plots ...
-    when uncalibrated ..., calibrated using Temperature Scaling ... and calibrated with Dirichlet calibration")."""
-    return {f"Reliability diagram ({name})": reliability_diagram(
-        torch.softmax(predictions(model, held_out.x).double(), dim=-1), held_out.y,
-        folder / f"reliability-{name}.png", title=name) for name, model in models.items()}
+def reliability_figures(folder: Path, probabilities: dict[str, torch.Tensor], labels: torch.Tensor
+                        ) -> dict[str, Path]:
+    """The reliability diagram of each model's held-out ``probabilities[model]`` ``(N, K)`` against ``labels`` (C2I
+    Fig. 2: "Confidence reliability plots ... when uncalibrated ..., calibrated using Temperature Scaling ... and
+    calibrated with Dirichlet calibration")."""
+    return {f"Reliability diagram ({name})": reliability_diagram(probs, labels, folder / f"reliability-{name}.png",
+                                                                 title=name)
+            for name, probs in probabilities.items()}
 
 
 def otsu_figures(folder: Path, x: torch.Tensor, maps: dict, methods: list[str], n: int = 8) -> dict[str, Path]:
@@ -237,18 +239,19 @@ def otsu_figures(folder: Path, x: torch.Tensor, maps: dict, methods: list[str], 
 
 
 def write_calibrate_to_interpret_report(
-    run: RunFolder, *, prepared: TrainedWithSplits, models: dict, calibration: pd.DataFrame, results: pd.DataFrame,
+    run: RunFolder, *, prepared: TrainedWithSplits, calibrated: CalibratedModels, results: pd.DataFrame,
     summary: pd.DataFrame, scored, x: torch.Tensor, comparison: pd.DataFrame, sweep: pd.DataFrame,
     correlations: pd.DataFrame,
 ) -> Path:
     """Write ``report.html`` and ``summary.json`` of a Calibrate to Interpret run: ``prepared`` the model and its
-    splits, ``models`` the uncalibrated and calibrated models, ``calibration`` their held-out calibration table,
-    ``results`` and ``summary`` the scorecard's tables, ``scored`` its maps and deletion curves
+    splits, ``calibrated`` the uncalibrated and calibrated models with their held-out probabilities and calibration
+    table, ``results`` and ``summary`` the scorecard's tables, ``scored`` its maps and deletion curves
     (``xaitrust.protocols.scoring.score_methods``) of the explained images ``x``, ``comparison`` the paired deletion
     areas (``deletion_comparison``), ``sweep`` and ``correlations`` the temperature sweep. Returns the report's
     path."""
     config = run.config
     figures = run.path / "figures"
+    calibration = calibrated.table
     reference = ("the fitted temperature" if "temperature" in config["calibrators"]
                  else "T = 1 (no temperature calibrator)")
     ssim = results[results["metric"] == "ssim_to_uncalibrated"]
@@ -256,7 +259,8 @@ def write_calibrate_to_interpret_report(
     setup = (f"{dataset_label(config)} data, {model_description(config, prepared.trained)}. Calibrators fitted on "
              f"{len(prepared.calibration)} held-out test images; scored on the other {len(prepared.held_out)}. "
              "Reliability diagrams: top-label confidence in 15 equal-width bins.")
-    directions = ", ".join(f"{m} ({'higher' if h else 'lower'} is better)" for m, h in HIGHER_IS_BETTER.items())
+    directions = ", ".join(f"{m} ({'higher' if h else 'lower'} is better)" for m, h in HIGHER_IS_BETTER.items()
+                           if m in set(summary["metric"]))
     paired = ("Per image, the deletion area of a calibrated model's maps minus that of the uncalibrated model's maps "
               "(negative: the calibrated maps are more faithful); mean over the images with the half-width of its "
               f"Student-t 95% confidence interval (ci95). '{OWN_MODEL}': each map scored on the model it explains, as "
@@ -270,7 +274,7 @@ def write_calibrate_to_interpret_report(
                  f"{config['lipschitz_radius']} (lower is more stable). Boxes: quartiles and median; triangles: means.")
     sections = [
         Section("Calibration", [setup], tables={"Held-out calibration": calibration},
-                figures=reliability_figures(figures, models, prepared.held_out)),
+                figures=reliability_figures(figures, calibrated.probabilities, calibrated.labels)),
         Section("Summary", [directions],
                 tables=mean_tables(summary)),
         Section("SSIM between calibrated and uncalibrated maps (C2I 4.3)", [], figures={
@@ -282,7 +286,8 @@ def write_calibrate_to_interpret_report(
         Section("Deletion curves (C2I 4.4)", ["Blurred replacement (11x11, sigma 10), normalised by the clean score."],
                 figures={f"Deletion ({method})": plot_curves(
                     figures / f"deletion-{file_label(method)}.png",
-                    {model_name: scored.deletion_curves[(method, model_name)] for model_name in models},
+                    {model_name: (curves[method]["fractions"], curves[method]["deletion"])
+                     for model_name, curves in scored.curves.items()},
                     "fraction of pixels removed", "normalised score") for method in config["explainers"]}),
         Section("Deletion area: calibrated against uncalibrated maps", [paired],
                 tables=comparison_tables(comparison),

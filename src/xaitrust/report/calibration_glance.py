@@ -203,7 +203,7 @@ def moves_tables(moves: pd.DataFrame, control: str = CONTROL) -> tuple[pd.DataFr
     cells = moves.assign(
         method=moves["method"].where(moves["method"] != control, f"{control} (its own move)"),
         metric=moves["metric"].map(header), resolved=[resolved(r) for r in moves.itertuples()],
-        move=[interval_text(r.mean, r.low, r.high, 3, signed=True, significant=True) for r in moves.itertuples()])
+        move=[interval_text(r.mean, r.low, r.high, 2, signed=True, significant=True) for r in moves.itertuples()])
     rows, columns = list(dict.fromkeys(cells["method"])), list(dict.fromkeys(cells["metric"]))
     return tuple(cells.pivot(index="method", columns="metric", values=values).reindex(index=rows, columns=columns)
                  .fillna(MISSING).rename_axis(index=None, columns=None) for values in ("resolved", "move"))

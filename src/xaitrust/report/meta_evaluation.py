@@ -96,8 +96,8 @@ def consistency_sentences(table: pd.DataFrame) -> list[str]:
     top = defined.iloc[0]
     if not math.isfinite(top.low):
         unresolved = (f"Highest meta-consistency: {top.metric}, MC {top.MC:.2f}, from {int(top.perturbations)} "
-                      "perturbation of each kind, which gives no interval: rerun with --perturbations 3 or more to "
-                      "compare the metrics.")
+                      "perturbation of each kind, which gives no interval: rerun with 3 or more perturbations "
+                      "(--perturbations, or meta_perturbations in a benchmark config) to compare the metrics.")
         return [unresolved]
     what = (f"Highest meta-consistency: {_with_interval(top)} (95% t interval over the {int(top.perturbations)} "
             "perturbations of each kind)")
