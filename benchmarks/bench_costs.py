@@ -35,7 +35,7 @@ from xaitrust.protocols import fpa as fpa_protocol
 from xaitrust.protocols import protocol_config
 from xaitrust.protocols.common import fresh_model, train_config
 from xaitrust.protocols.mege_reco import LIPSCHITZ_MODEL
-from xaitrust.protocols.scoring import scoring_passes
+from xaitrust.protocols.scoring import ScoringSettings, scoring_passes
 from xaitrust.training import TrainingJob
 
 #: Assumed speed-up of one GPU over one CPU thread of this machine, per model. Published comparisons of whole
@@ -167,7 +167,7 @@ def scorecard(config: dict, images: int) -> dict:
     if "sweep_explainers" in config:
         explaining += config["sweep_images"] * len(config["sweep_factors"]) * sum(
             cost[name] for name in config["sweep_explainers"])
-    metrics = scoring_passes(config, models) * units.forward()
+    metrics = scoring_passes(ScoringSettings.from_config(config), models) * units.forward()
     return {"trainings": 1, "training_s": training, "explaining_s": explaining, "metrics_s": metrics,
             "gpu_s": None}
 

@@ -17,7 +17,7 @@ from xaitrust.protocols.calibrate_to_interpret import (
     sweep_correlations,
 )
 from xaitrust.protocols.config import PROFILES, resolve_config
-from xaitrust.protocols.scoring import ALL_METHODS, RANDOM_SUPERPIXELS, method_reduction
+from xaitrust.protocols.scoring import ALL_METHODS, RANDOM_SUPERPIXELS, ScoringSettings
 from xaitrust.report import calibrate_to_interpret as c2i
 from xaitrust.report.calibrate_to_interpret import OWN_MODEL, QUESTION, headline
 
@@ -91,12 +91,12 @@ def test_unknown_calibrator_names_the_key():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_sensitivity_maps_are_the_gradient_magnitude_summed_over_channels(profile):
     # Appendix A: "the sensitivity of the output to infinitesimal changes"; the authors' code sums |gradient|.
-    assert method_reduction(resolve_config(SPEC, profile), "sensitivity") == "abs-sum"
+    assert ScoringSettings.from_config(resolve_config(SPEC, profile)).reduction_of("sensitivity") == "abs-sum"
 
 
 def test_the_signed_sensitivity_map_of_eq_3_is_an_option():
     config = resolve_config(SPEC, "smoke", {"method_reductions": {"sensitivity": "sum"}})
-    assert method_reduction(config, "sensitivity") == "sum"
+    assert ScoringSettings.from_config(config).reduction_of("sensitivity") == "sum"
 
 
 def test_an_unknown_method_reduction_names_the_key_and_the_choices():

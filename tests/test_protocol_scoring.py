@@ -19,12 +19,18 @@ from xaitrust.metrics.randomisation import (
     randomisation_similarity,
 )
 from xaitrust.metrics.sanity import SIMILARITIES
-from xaitrust.protocols.scoring import FAITHFULNESS_METRICS, faithfulness_rows
+from xaitrust.protocols import protocol_config
+from xaitrust.protocols.scoring import FAITHFULNESS_METRICS, ScoringSettings, faithfulness_rows
 from xaitrust.testing.oracles import LinearModel
 from xaitrust.training.degrade import reinitialize_layers
 
 CONFIG = {"n_superpixels": 8, "n_orders": 2, "seed": 0, "deletion_steps": 10, "replacement": "zero", "ties": "random",
           "output": "probability", "mu_fidelity_subsets": 8, "metrics": list(FAITHFULNESS_METRICS)}
+
+
+def settings(**overrides) -> ScoringSettings:
+    """The benchmark smoke profile's scoring settings with ``CONFIG`` and ``overrides`` on top."""
+    return ScoringSettings.from_config({**protocol_config("benchmark", "smoke"), **CONFIG, **overrides})
 
 
 def test_mif_lif_area_is_nan_where_the_clean_logit_is_not_positive():
@@ -35,7 +41,7 @@ def test_mif_lif_area_is_nan_where_the_clean_logit_is_not_positive():
     baseline = random_superpixel_deletion(model, x, target, 8, 2, 0, steps=10, replacement="zero")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the clean score <= 0 warning is expected
-        rows, _ = faithfulness_rows(model, x, target, weight * x, maps, CONFIG, baseline, "m", "linear", (0.0,))
+        rows, _ = faithfulness_rows(model, x, target, weight * x, maps, settings(), baseline, "m", "linear", (0.0,))
     area = rows[rows["metric"] == "mif_lif_area"]["value"].tolist()
     assert math.isnan(area[1]) and not math.isnan(area[0]) and not math.isnan(area[2])
 
@@ -53,8 +59,8 @@ def test_tied_map_values_are_removed_in_the_configured_order():
     baseline = random_superpixel_deletion(model, x, target, 8, 2, 0, steps=16, replacement="zero", output="logit")
     areas = {}
     for ties in ("stable", "random"):
-        config = dict(CONFIG, ties=ties, output="logit", deletion_steps=16)
-        rows, _ = faithfulness_rows(model, x, target, weight * x, maps, config, baseline, "m", "linear", (0.0,))
+        scoring = settings(ties=ties, output="logit", deletion_steps=16)
+        rows, _ = faithfulness_rows(model, x, target, weight * x, maps, scoring, baseline, "m", "linear", (0.0,))
         areas[ties] = rows[rows["metric"] == "deletion_area"]["value"].to_numpy()
     assert (areas["stable"] < 0.1).all() and (areas["random"] > 0.15).all()
 
@@ -64,7 +70,7 @@ def test_the_curves_kept_for_figures_are_those_the_areas_measured():
     x = torch.rand(3, 1, 8, 8)
     model, target, maps = LinearModel(weight), torch.zeros(3, dtype=torch.long), (weight * x)[:, 0]
     baseline = random_superpixel_deletion(model, x, target, 8, 2, 0, steps=10, replacement="zero")
-    rows, curves = faithfulness_rows(model, x, target, weight * x, maps, CONFIG, baseline, "m", "linear", (0.0,))
+    rows, curves = faithfulness_rows(model, x, target, weight * x, maps, settings(), baseline, "m", "linear", (0.0,))
     assert set(curves) == {"fractions", "deletion", "insertion"} and curves["insertion"].shape == (3, 11)
     for game in ("deletion", "insertion"):
         area = torch.trapezoid(curves[game], curves["fractions"], dim=1).double()

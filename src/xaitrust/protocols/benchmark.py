@@ -65,7 +65,13 @@ from .common import (
 )
 from .config import ProtocolSpec
 from .run_folder import RunFolder
-from .scoring import FAITHFULNESS_METRICS, SCORECARD_METRICS, faithfulness_params, score_methods
+from .scoring import (
+    FAITHFULNESS_METRICS,
+    SCORECARD_METRICS,
+    ScoringSettings,
+    faithfulness_params,
+    score_methods,
+)
 
 ALL_EXPLAINERS = [info.name for info in available_explainers()]
 
@@ -223,7 +229,7 @@ def meta_evaluation_scores(run: RunFolder, model: torch.nn.Module, held_out: Ima
     config = run.config
     x = held_out.x[meta]
     masks = None if held_out.masks is None else held_out.masks[meta]
-    faithfulness = faithfulness_params(config, None, removal, x.dtype)
+    faithfulness = faithfulness_params(ScoringSettings.from_config(config), None, removal, x.dtype)
     metric_params = {name: faithfulness.get(name, {}) if name in FAITHFULNESS_METRICS
                      else config["metric_params"].get(name, {}) for name in listed_metrics(config, "meta_metrics")}
     explainers = {name: name for name in config["meta_explainers"]}  # labelled by their config names, as the tables
@@ -247,7 +253,7 @@ def execute(run: RunFolder) -> Path:
     chosen, x, target = images_to_explain(model, held_out, config)
     masks = None if held_out.masks is None else held_out.masks[chosen]
     removal = removal_fill(config, model.input_mean)
-    scored = score_methods(run, calibrated.models, x, target, config, removal, masks)
+    scored = score_methods(run, calibrated.models, x, target, ScoringSettings.from_config(config), removal, masks)
     results = with_sample_columns(scored.results, calibrated.models, x, held_out, chosen)
     summary = write_results(run, results)
     run.write_table("scorecard", mean_table(summary, SCORECARD_METRICS).reset_index())

@@ -67,8 +67,8 @@ from .config import ProtocolSpec
 from .run_folder import RunFolder
 from .scoring import (
     RANDOM_SUPERPIXELS,
+    ScoringSettings,
     explained_classes,
-    method_reduction,
     metric_inputs,
     metric_rows,
     score_methods,
@@ -131,27 +131,28 @@ SPEC = ProtocolSpec(
 )
 
 
-def temperature_sweep(run: RunFolder, model, fitted: float, x, target, held_out, config: dict) -> pd.DataFrame:
-    """Mean deletion area of each sweep method and held-out calibration error at temperatures ``factor * fitted``
-    (C2I section 4.6, Fig. 8). ``density_ece`` is the paper's continuous ECE estimator; the binned ``ece`` is kept
-    beside it."""
+def temperature_sweep(run: RunFolder, model, fitted: float, x, target, held_out, settings: ScoringSettings,
+                      factors, explainers) -> pd.DataFrame:
+    """Mean deletion area of each of the ``explainers`` and held-out calibration error at temperatures
+    ``factor * fitted`` for each of the ``factors`` (C2I section 4.6, Fig. 8). ``density_ece`` is the paper's
+    continuous ECE estimator; the binned ``ece`` is kept beside it."""
     logits = predictions(model, held_out.x)
     rows = []
-    for factor in config["sweep_factors"]:
+    for factor in factors:
         scaler = TemperatureScaling()
         scaler.temperature_ = float(factor * fitted)
         scaled = scaler.wrap(model)
         probabilities = torch.softmax(logits.double() / scaler.temperature_, dim=-1)  # float32 saturates at T << T*
         errors = {"ece": ece(probabilities, held_out.y), "density_ece": density_ece(probabilities, held_out.y)}
-        for method in config["sweep_explainers"]:
-            params = config["explainer_params"].get(method, {})
+        for method in explainers:
+            params = settings.explainer_params.get(method, {})
             attributions = explain_cached(
-                run, f"sweep/{method}/T{factor:g}", method, params, scaled, x, target, config["output"],
-                config["explainer_batch_size"],
+                run, f"sweep/{method}/T{factor:g}", method, params, scaled, x, target, settings.output,
+                settings.explainer_batch_size,
             )
-            maps = reduce_attributions(attributions, method_reduction(config, method), inputs=x)
-            area = deletion(scaled, x, maps, target, config["deletion_steps"], config["replacement"], config["output"],
-                            ties=config["ties"], seed=config["seed"]).area
+            maps = reduce_attributions(attributions, settings.reduction_of(method), inputs=x)
+            area = deletion(scaled, x, maps, target, settings.deletion_steps, settings.replacement, settings.output,
+                            ties=settings.ties, seed=settings.seed).area
             rows.append({"method": method, "factor": factor, "temperature": scaler.temperature_, **errors,
                          "deletion_area": float(area.mean()), "deletion_area_sd": float(area.std())})
     return pd.DataFrame(rows)
@@ -190,18 +191,18 @@ CONTROL = "random"
 
 
 def cross_model_deletion(run: RunFolder, models: dict, maps: dict, x: torch.Tensor, targets: dict,
-                         config: dict) -> pd.DataFrame:
+                         settings: ScoringSettings) -> pd.DataFrame:
     """Deletion areas of one model's maps scored on another (the registry's ``deletion_area``, as in the scorecard):
     for each calibrated model and each method, its maps on the uncalibrated model and the uncalibrated model's maps on
     it, each for the class the scored model explains (``targets``). Tidy rows whose ``model`` is the model the maps
     explain and ``scored_on`` the model scored; cached per pair in the run folder."""
     reference = next(iter(models))
-    params = {"deletion_area": {"steps": config["deletion_steps"], "replacement": config["replacement"]}}
+    params = {"deletion_area": {"steps": settings.deletion_steps, "replacement": settings.replacement}}
     tables = []
     for calibrated in list(models)[1:]:
         for maps_of, scored_on in ((calibrated, reference), (reference, calibrated)):
-            for method in config["explainers"]:
-                inputs = metric_inputs(models[scored_on], x, targets[scored_on], config, maps=maps[maps_of][method])
+            for method in settings.explainers:
+                inputs = metric_inputs(models[scored_on], x, targets[scored_on], settings, maps=maps[maps_of][method])
                 table = run.cached_table(f"cross/{method}/{maps_of}-on-{scored_on}",
                                          partial(metric_rows, ("deletion_area",), inputs, params, method, maps_of))
                 tables.append(table.assign(scored_on=scored_on))
@@ -268,21 +269,23 @@ def execute(run: RunFolder) -> Path:
 
     chosen, x, target = images_to_explain(model, held_out, config)
     masks = None if held_out.masks is None else held_out.masks[chosen]
-    scored = score_methods(run, models, x, target, config, removal_fill(config, model.input_mean), masks)
+    settings = ScoringSettings.from_config(config)  # after the preflight, which may drop explainers
+    scored = score_methods(run, models, x, target, settings, removal_fill(config, model.input_mean), masks)
     results = with_sample_columns(scored.results, models, x, held_out, chosen)
     summary = write_results(run, results)
 
-    targets = explained_classes(models, x, target, config)
-    cross = cross_model_deletion(run, models, scored.maps, x, targets, config)
+    targets = explained_classes(models, x, target, settings)
+    cross = cross_model_deletion(run, models, scored.maps, x, targets, settings)
     run.write_table("deletion_cross", cross)
     comparison = deletion_comparison(scored.results, cross, models, targets,
-                                     [*config["explainers"], RANDOM_SUPERPIXELS])
+                                     [*settings.explainers, RANDOM_SUPERPIXELS])
     run.write_table("deletion_comparison", comparison)
 
     sweep_x, sweep_target = x[: config["sweep_images"]], target[: config["sweep_images"]]
     fitted = calibrators["temperature"].temperature_ if "temperature" in calibrators else 1.0
     sweep = run.cached_table("temperature_sweep", lambda: temperature_sweep(
-        run, model, fitted, sweep_x, sweep_target, held_out, config))
+        run, model, fitted, sweep_x, sweep_target, held_out, settings, config["sweep_factors"],
+        config["sweep_explainers"]))
     run.write_table("temperature_sweep", sweep)
     correlations = sweep_correlations(sweep)
 

@@ -350,9 +350,10 @@ def check_model(run: RunFolder, model: torch.nn.Module, data: ImageDataset) -> P
     keep_supported(config, result.supported)
     text = result.describe()
     if "deletion_steps" in config and "mu_fidelity_subsets" in config:
-        from .scoring import scoring_passes
+        from .scoring import ScoringSettings, scoring_passes
 
-        passes = scoring_passes(config, 1 + len(config.get("calibrators", [config.get("calibrator")])))
+        passes = scoring_passes(ScoringSettings.from_config(config),
+                                1 + len(config.get("calibrators", [config.get("calibrator")])))
         seconds = passes * result.forward_seconds
         text += (f"\nCost estimate: the metrics take about {passes:,} forward passes, "
                  f"{f'{seconds:.0f} s' if seconds < 120 else f'{seconds / 60:.0f} min'} at the measured cost; "

@@ -4,7 +4,9 @@ parameters from the protocol config; each function returns tidy rows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
 
 import pandas as pd
 import torch
@@ -39,34 +41,75 @@ RANDOM_SUPERPIXELS = "random-superpixels"
 CONTROLS = ("random", RANDOM_SUPERPIXELS)
 
 
-def method_reduction(config: dict, method: str) -> str:
-    """The reduction of ``method``'s attributions: ``config["method_reductions"][method]``, else
-    ``config["reduction"]``."""
-    return config["method_reductions"].get(method, config["reduction"])
+@dataclass(frozen=True)
+class ScoringSettings:
+    """The protocol config's keys that explaining and scoring read, typed and read once (``from_config``): which
+    ``explainers`` (with ``explainer_params``, ``explainer_batch_size`` images per call) explain which score
+    (``output``) of which class (``explained_class``), how attributions become maps (``reduction``, per method
+    ``method_reductions``), and the metrics' settings: ``seed``, ``ties``, the deletion game (``replacement``,
+    ``deletion_steps``), BTR's random superpixel orders (``n_superpixels``, ``n_orders``), muFidelity's
+    ``mu_fidelity_subsets``, local Lipschitz (``lipschitz_images``, ``lipschitz_neighbours``, ``lipschitz_radius``,
+    ``lipschitz_explainers``), the ``metrics`` computed with their ``metric_params``, and ``n_images``."""
+
+    explainers: tuple[str, ...]
+    explainer_params: Mapping[str, Mapping]
+    explainer_batch_size: int
+    output: str
+    explained_class: str
+    reduction: str
+    method_reductions: Mapping[str, str]
+    seed: int
+    ties: str
+    replacement: str
+    deletion_steps: int
+    n_superpixels: int
+    n_orders: int
+    mu_fidelity_subsets: int
+    lipschitz_images: int
+    lipschitz_neighbours: int
+    lipschitz_radius: float
+    lipschitz_explainers: tuple[str, ...]
+    metrics: tuple[str, ...]
+    metric_params: Mapping[str, Mapping]
+    n_images: int
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> ScoringSettings:
+        """The settings of a resolved (validated) protocol config; lists become tuples, tables read-only."""
+        values = {}
+        for item in fields(cls):
+            value = config[item.name]
+            values[item.name] = (tuple(value) if isinstance(value, list)
+                                 else MappingProxyType(dict(value)) if isinstance(value, dict) else value)
+        return cls(**values)
+
+    def reduction_of(self, method: str) -> str:
+        """The reduction of ``method``'s attributions: its ``method_reductions`` entry, else ``reduction``."""
+        return self.method_reductions.get(method, self.reduction)
 
 
-def faithfulness_params(config: dict, baseline: PerturbationCurves | None, removal: tuple[float, ...], dtype
-                        ) -> dict:
+def faithfulness_params(settings: ScoringSettings, baseline: PerturbationCurves | None, removal: tuple[float, ...],
+                        dtype) -> dict:
     """The registry parameters of ``FAITHFULNESS_METRICS`` from the protocol config: ``deletion_steps`` and
     ``replacement`` (deletion, insertion, BTR), ``n_superpixels`` and ``n_orders`` (BTR, against the random
     ``baseline``, or with None against the random orders BTR draws on the images it is given), ``mu_fidelity_subsets``,
     and the MIF/LIF ``removal`` value per channel. The score (``output``), ``seed`` and ``ties`` are settings of
     ``metric_inputs``."""
-    game = {"steps": config["deletion_steps"], "replacement": config["replacement"]}
+    game = {"steps": settings.deletion_steps, "replacement": settings.replacement}
     return {
         "deletion_area": game,
         "insertion_area": game,
-        "better_than_random": {**game, "n_superpixels": config["n_superpixels"], "n_orders": config["n_orders"],
+        "better_than_random": {**game, "n_superpixels": settings.n_superpixels, "n_orders": settings.n_orders,
                                "baseline": baseline},
         "mif_lif_area": {"replacement": torch.tensor(removal, dtype=dtype).reshape(1, -1, 1, 1)},
-        "mu_fidelity": {"n_subsets": config["mu_fidelity_subsets"]},
+        "mu_fidelity": {"n_subsets": settings.mu_fidelity_subsets},
     }
 
 
-def metric_inputs(model, x, target, config: dict, **explanation) -> MetricInputs:
+def metric_inputs(model, x, target, settings: ScoringSettings, **explanation) -> MetricInputs:
     """What the metrics see: ``model``, images, targets, the config's ``output``, ``seed`` and ``ties``, and the
     ``explanation`` (``maps``, ``attributions``, ``explainer``, ``reduction``, ``reference_maps``)."""
-    return MetricInputs(model, x, target, config["output"], config["seed"], config["ties"], **explanation)
+    return MetricInputs(model, x, target, settings.output, settings.seed, settings.ties, **explanation)
 
 
 def metric_rows(names, inputs: MetricInputs, params: dict, method: str, model_name: str) -> pd.DataFrame:
@@ -79,70 +122,71 @@ def metric_rows(names, inputs: MetricInputs, params: dict, method: str, model_na
 
 
 def faithfulness_rows(
-    model, x, target, attributions, maps, config: dict, baseline: PerturbationCurves, method: str, model_name: str,
-    removal: tuple[float, ...],
+    model, x, target, attributions, maps, settings: ScoringSettings, baseline: PerturbationCurves, method: str,
+    model_name: str, removal: tuple[float, ...],
 ) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
     """Deletion and insertion areas and BTR against ``baseline`` (blur replacement, C2I), the MIF/LIF area (removed
     pixels set to the per-channel ``removal`` values, logits, x in percent, FPA; NaN for an image whose clean logit
     is <= 0), muFidelity (MeGe appendix C) and Otsu-TV (C2I) of ``maps`` ``(N, H, W)``; also returns the deletion
     and insertion curves ``(N, S)`` and their ``fractions`` ``(S,)`` for figures: those the areas measured
     (``xaitrust.evaluation.builtin.game_curves``, through the same ``inputs.work``, so measured once)."""
-    params = faithfulness_params(config, baseline, removal, x.dtype)
-    inputs = metric_inputs(model, x, target, config, maps=maps, attributions=attributions)
-    names = [name for name in FAITHFULNESS_METRICS if name in config["metrics"]]
+    params = faithfulness_params(settings, baseline, removal, x.dtype)
+    inputs = metric_inputs(model, x, target, settings, maps=maps, attributions=attributions)
+    names = [name for name in FAITHFULNESS_METRICS if name in settings.metrics]
     table = metric_rows(names, inputs, params, method, model_name) if names else pd.DataFrame()
     curves = {game: game_curves(inputs, game, **params["deletion_area"]) for game in GAMES}
     return table, {"fractions": curves["deletion"].fractions, **{game: c.curves for game, c in curves.items()}}
 
 
-def other_metric_rows(model, x, target, attributions, maps, masks, method: str, params: dict, config: dict,
-                      model_name: str) -> pd.DataFrame:
+def other_metric_rows(model, x, target, attributions, maps, masks, method: str, params: dict,
+                      settings: ScoringSettings, model_name: str) -> pd.DataFrame:
     """Rows of the config's ``metrics`` beyond the scorecard's own (registered or ``path/to/file.py:Name``), with
     their ``metric_params``; empty when there are none."""
-    names = [name for name in config["metrics"] if name not in SCORECARD_METRICS]
+    names = [name for name in settings.metrics if name not in SCORECARD_METRICS]
     if not names:
         return pd.DataFrame()
-    inputs = metric_inputs(model, x, target, config, maps=maps, attributions=attributions, masks=masks,
-                           explainer=get_explainer(method, **params), reduction=method_reduction(config, method))
-    return metric_rows(names, inputs, config["metric_params"], method, model_name)
+    inputs = metric_inputs(model, x, target, settings, maps=maps, attributions=attributions, masks=masks,
+                           explainer=get_explainer(method, **params), reduction=settings.reduction_of(method))
+    return metric_rows(names, inputs, settings.metric_params, method, model_name)
 
 
-def lipschitz_rows(model, x, target, method: str, params: dict, config: dict, model_name: str) -> pd.DataFrame:
+def lipschitz_rows(model, x, target, method: str, params: dict, settings: ScoringSettings, model_name: str
+                   ) -> pd.DataFrame:
     """Local Lipschitz estimate (C2I section 4.6) of ``method`` (built with ``params``) on the first
     ``lipschitz_images`` images, ``lipschitz_neighbours`` neighbours within ``lipschitz_radius``, comparing min-max
     normalised maps after the method's reduction."""
-    n = config["lipschitz_images"]
-    inputs = metric_inputs(model, x[:n], target[:n], config, explainer=get_explainer(method, **params),
-                           reduction=method_reduction(config, method))
-    neighbours = {"n_neighbours": config["lipschitz_neighbours"], "radius": config["lipschitz_radius"]}
+    n = settings.lipschitz_images
+    inputs = metric_inputs(model, x[:n], target[:n], settings, explainer=get_explainer(method, **params),
+                           reduction=settings.reduction_of(method))
+    neighbours = {"n_neighbours": settings.lipschitz_neighbours, "radius": settings.lipschitz_radius}
     return metric_rows(("local_lipschitz",), inputs, {"local_lipschitz": neighbours}, method, model_name)
 
 
-def randomisation_rows(model, x, target, maps, method: str, params: dict, config: dict, model_name: str
+def randomisation_rows(model, x, target, maps, method: str, params: dict, settings: ScoringSettings, model_name: str
                        ) -> pd.DataFrame:
     """Full-model randomisation (Adebayo et al. 2018): Spearman similarity between ``maps`` and the maps of ``method``
     (built with ``params``, same reduction) on ``model``'s fully randomised copy, re-initialised from ``seed``."""
-    inputs = metric_inputs(model, x, target, config, maps=maps, explainer=get_explainer(method, **params),
-                           reduction=method_reduction(config, method))
+    inputs = metric_inputs(model, x, target, settings, maps=maps, explainer=get_explainer(method, **params),
+                           reduction=settings.reduction_of(method))
     return metric_rows(("randomisation_similarity",), inputs, {}, method, model_name)
 
 
-def ssim_rows(model, x, target, maps, reference: torch.Tensor, config: dict, method: str, model_name: str
+def ssim_rows(model, x, target, maps, reference: torch.Tensor, settings: ScoringSettings, method: str, model_name: str
               ) -> pd.DataFrame:
     """SSIM between a calibrated model's maps and the uncalibrated model's maps of the same images (C2I 4.3)."""
-    inputs = metric_inputs(model, x, target, config, maps=maps, reference_maps=reference)
+    inputs = metric_inputs(model, x, target, settings, maps=maps, reference_maps=reference)
     return metric_rows(("ssim_to_uncalibrated",), inputs, {}, method, model_name)
 
 
-def scoring_passes(config: dict, n_models: int) -> int:
+def scoring_passes(settings: ScoringSettings, n_models: int) -> int:
     """Forward passes the scorecard's metrics take on ``n_models`` models (explanations not included): per image and
     model, the random superpixel baseline's ``n_orders`` deletion curves; per image, model and method, the deletion
     and insertion curves (``deletion_steps + 1`` points each), the MIF and LIF curves (``FPA_FRACTIONS`` each) and
     ``mu_fidelity_subsets`` subsets."""
-    curve = config["deletion_steps"] + 1
-    per_method = 2 * curve + 2 * len(FPA_FRACTIONS) + config["mu_fidelity_subsets"]
-    per_model = config["n_orders"] * curve + len(config["explainers"]) * per_method
-    return config["n_images"] * n_models * per_model
+    curve = settings.deletion_steps + 1
+    per_method = 2 * curve + 2 * len(FPA_FRACTIONS) + settings.mu_fidelity_subsets
+    per_model = settings.n_orders * curve + len(settings.explainers) * per_method
+    return settings.n_images * n_models * per_model
 
 
 @dataclass
@@ -158,20 +202,21 @@ class ScoredMethods:
     maps: dict
 
 
-def explained_classes(models: dict, x: torch.Tensor, reference_target: torch.Tensor, config: dict) -> dict:
-    """The class each model explains: its own prediction (``config["explained_class"] = "own"``, Calibrate to
+def explained_classes(models: dict, x: torch.Tensor, reference_target: torch.Tensor, settings: ScoringSettings
+                      ) -> dict:
+    """The class each model explains: its own prediction (``settings.explained_class = "own"``, Calibrate to
     Interpret: a calibrator such as Dirichlet can change the predicted class, and the paper explains each model's own
     prediction) or ``reference_target`` for every model (``"reference"``: the first model's prediction)."""
-    if config["explained_class"] == "reference":
+    if settings.explained_class == "reference":
         return {name: reference_target for name in models}
     return {name: predictions(model, x).argmax(dim=1) for name, model in models.items()}
 
 
 def score_methods(
-    run: RunFolder, models: dict, x: torch.Tensor, target: torch.Tensor, config: dict, removal: tuple[float, ...],
-    masks: torch.Tensor | None = None,
+    run: RunFolder, models: dict, x: torch.Tensor, target: torch.Tensor, settings: ScoringSettings,
+    removal: tuple[float, ...], masks: torch.Tensor | None = None,
 ) -> ScoredMethods:
-    """Explain ``x`` with every method of ``config["explainers"]`` on every model of ``models`` (the first one is the
+    """Explain ``x`` with every method of ``settings.explainers`` on every model of ``models`` (the first one is the
     reference, "uncalibrated") and score the maps; attributions and score tables are cached in the run folder.
     ``target`` is the reference model's predicted class; each model explains the class chosen by
     ``explained_classes``, and the share of images whose class differs from the reference's is the metric
@@ -185,27 +230,27 @@ def score_methods(
     reference only (a calibrated model wraps the same network)."""
     reference = next(iter(models))
     tables, random_curves, all_curves, all_maps = [], {}, {}, {}
-    targets = explained_classes(models, x, target, config)
+    targets = explained_classes(models, x, target, settings)
     for model_name, model in models.items():
         target = targets[model_name]
         if model_name != reference:
             tables.append(tidy_rows((target != targets[reference]).float(), metric="explained_class_changed",
                                     method=ALL_METHODS, model=model_name))
         baseline = random_superpixel_deletion(
-            model, x, target, config["n_superpixels"], config["n_orders"], config["seed"],
-            steps=config["deletion_steps"], replacement=config["replacement"], output=config["output"],
+            model, x, target, settings.n_superpixels, settings.n_orders, settings.seed,
+            steps=settings.deletion_steps, replacement=settings.replacement, output=settings.output,
         )
         random_curves[f"random superpixels ({model_name})"] = (baseline.fractions, baseline.curves)
         tables.append(tidy_rows(baseline.area, metric="deletion_area", method=RANDOM_SUPERPIXELS, model=model_name))
         tables.append(tidy_rows(baseline.fallback.float(), metric="segmentation_fallback", method=RANDOM_SUPERPIXELS,
                                 model=model_name))
-        for method in tqdm(config["explainers"], desc=f"score {model_name}", unit="method"):
-            params = config["explainer_params"].get(method, {})
+        for method in tqdm(settings.explainers, desc=f"score {model_name}", unit="method"):
+            params = settings.explainer_params.get(method, {})
             key = f"{method}/{model_name}"
             attributions = explain_cached(
-                run, key, method, params, model, x, target, config["output"], config["explainer_batch_size"]
+                run, key, method, params, model, x, target, settings.output, settings.explainer_batch_size
             )
-            maps = reduce_attributions(attributions, method_reduction(config, method), inputs=x)
+            maps = reduce_attributions(attributions, settings.reduction_of(method), inputs=x)
             segmented = getattr(get_explainer(method, **params), "segmentation", None)
             if segmented is not None:  # KernelSHAP, LIME: which images' superpixels fell back to a patch grid
                 tables.append(tidy_rows(segmented(x).fallback.float(), metric="segmentation_fallback", method=method,
@@ -214,22 +259,22 @@ def score_methods(
 
             def compute():
                 rows, curves = faithfulness_rows(
-                    model, x, target, attributions, maps, config, baseline, method, model_name, removal
+                    model, x, target, attributions, maps, settings, baseline, method, model_name, removal
                 )
                 run.cached_tensors(f"curves/{key}", lambda: curves)  # saved before the table that marks it finished
-                parts = [rows, other_metric_rows(model, x, target, attributions, maps, masks, method, params, config,
+                parts = [rows, other_metric_rows(model, x, target, attributions, maps, masks, method, params, settings,
                                                  model_name)]
-                if "local_lipschitz" in config["metrics"] and method in config["lipschitz_explainers"]:
-                    parts.append(lipschitz_rows(model, x, target, method, params, config, model_name))
-                if "randomisation_similarity" in config["metrics"] and model_name == reference:
-                    parts.append(randomisation_rows(model, x, target, maps, method, params, config, model_name))
-                if "ssim_to_uncalibrated" in config["metrics"] and model_name != reference:
-                    parts.append(ssim_rows(model, x, target, maps, all_maps[reference][method], config, method,
+                if "local_lipschitz" in settings.metrics and method in settings.lipschitz_explainers:
+                    parts.append(lipschitz_rows(model, x, target, method, params, settings, model_name))
+                if "randomisation_similarity" in settings.metrics and model_name == reference:
+                    parts.append(randomisation_rows(model, x, target, maps, method, params, settings, model_name))
+                if "ssim_to_uncalibrated" in settings.metrics and model_name != reference:
+                    parts.append(ssim_rows(model, x, target, maps, all_maps[reference][method], settings, method,
                                            model_name))
                 return pd.concat(parts)
 
             tables.append(run.cached_table(f"scores/{key}", compute))
             curves = run.cached_tensors(f"curves/{key}", lambda: faithfulness_rows(  # measured again if damaged
-                model, x, target, attributions, maps, config, baseline, method, model_name, removal)[1])
+                model, x, target, attributions, maps, settings, baseline, method, model_name, removal)[1])
             all_curves.setdefault(model_name, {})[method] = curves
     return ScoredMethods(pd.concat(tables, ignore_index=True), random_curves, all_curves, all_maps)
