@@ -16,11 +16,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from xaitrust.errors import XaitrustError
-from xaitrust.models import build_model
-from xaitrust.protocols import run_protocol
-from xaitrust.training import TrainConfig, TrainingJob
-from xaitrust.training.ray_runner import RayRunner
+from xaitrust.errors import XaitrustError  # noqa: E402
+from xaitrust.models import build_model  # noqa: E402
+from xaitrust.protocols import run_protocol  # noqa: E402
+from xaitrust.training import TrainConfig, TrainingJob  # noqa: E402
+from xaitrust.training.ray_runner import RayRunner  # noqa: E402
 
 #: The files of a finished run that must not depend on the executor.
 RESULT_FILES = {"roar": ("results.csv", "summary.csv", "report.html"),
@@ -38,13 +38,9 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def local_runs(tmp_path_factory, one_torch_thread):
-    """``{protocol: run folder}`` of the local executor's smoke runs."""
-    out = tmp_path_factory.mktemp("local")
-    with one_torch_thread():
-        for protocol in RESULT_FILES:
-            run_protocol(protocol, profile="smoke", out=out / protocol)
-    return {protocol: out / protocol for protocol in RESULT_FILES}
+def local_runs(run_smoke):
+    """``{protocol: run folder}`` of the local executor's smoke runs (the session's, ``run_smoke``)."""
+    return {protocol: run_smoke(protocol)[0] for protocol in RESULT_FILES}
 
 
 def read(folder, protocol) -> dict[str, bytes]:

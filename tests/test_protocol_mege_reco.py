@@ -1,18 +1,20 @@
-"""The mege-reco protocol end to end on the smoke profile: run folder contents, score ranges, report, resumption."""
+"""The mege-reco protocol end to end on the smoke profile: run folder contents, score ranges, report, resumption, every
+family's trainings in one call to the runner."""
 
 
 import html
 import json
+import shutil
+import tomllib
 import warnings
 
 import pandas as pd
 import pytest
-import tomllib
 import torch
 
 from xaitrust.errors import XaitrustError
 from xaitrust.metrics.distances import DISTANCES
-from xaitrust.protocols import run_protocol
+from xaitrust.protocols import common, mege_reco, run_protocol
 from xaitrust.protocols.config import resolve_config
 from xaitrust.protocols.mege_reco import (
     LIPSCHITZ_TAU,
@@ -24,14 +26,39 @@ from xaitrust.protocols.mege_reco import (
     train_config,
 )
 from xaitrust.report.mege_reco import QUESTION, findings, headline, sanity_findings
+from xaitrust.training import SequentialRunner
+from xaitrust.training.kfold import train_k_folds
+
+#: The trainings of the smoke profile: k = 3 models of the clean and of the label-shuffled family.
+SMOKE_TRAININGS = [f"{family}/fold-{i}" for family in ("cnn", "cnn+shuffle-0.3") for i in range(3)]
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, one_torch_thread):
-    out = tmp_path_factory.mktemp("mege") / "run"
-    with one_torch_thread():
-        report = run_protocol("mege-reco", profile="smoke", out=out)
+def smoke_run(run_smoke):
+    out, report, _ = run_smoke("mege-reco")
     return out, report
+
+
+class RecordingRunner(SequentialRunner):
+    """The local runner of the smoke profile (one thread), noting each call's jobs and whether each was reused."""
+
+    def __init__(self):
+        super().__init__(threads=1)
+        self.calls = []
+
+    def run(self, jobs):
+        jobs = list(jobs)
+        results = super().run(jobs)
+        self.calls.append([(job.name, result.reused) for job, result in zip(jobs, results)])
+        return results
+
+
+@pytest.fixture
+def recording_runner(monkeypatch):
+    """The runner every protocol run of the test gets."""
+    runner = RecordingRunner()
+    monkeypatch.setattr(common, "runner_for", lambda config: runner)
+    return runner
 
 
 def test_smoke_run_writes_tidy_scores_and_report(smoke_run):
@@ -74,7 +101,8 @@ def test_smoke_run_writes_tidy_scores_and_report(smoke_run):
     assert (out / "figures" / "sanity-mege-noise.png").is_file()
 
 
-def test_rerun_reuses_the_run_folder(smoke_run, one_torch_thread):
+def test_rerun_reuses_the_run_folder_and_sends_every_familys_trainings_in_one_call(smoke_run, recording_runner,
+                                                                                   one_torch_thread):
     out, _ = smoke_run
     models = sorted((out / "models").rglob("model.safetensors"))
     assert len(models) == 2 * 3  # clean and label-shuffled families, k = 3
@@ -82,7 +110,39 @@ def test_rerun_reuses_the_run_folder(smoke_run, one_torch_thread):
     before = {path: path.stat().st_mtime_ns for path in models + cached}
     with one_torch_thread():
         run_protocol("mege-reco", profile="smoke", out=out)
-    assert {path: path.stat().st_mtime_ns for path in models + cached} == before
+    assert {path: path.stat().st_mtime_ns for path in before} == before
+    assert recording_runner.calls == [[(name, True) for name in SMOKE_TRAININGS]]
+
+
+def test_an_interrupted_run_trains_only_its_unfinished_models(smoke_run, recording_runner, tmp_path, one_torch_thread):
+    # A run stopped before its last training: the rerun reuses the five finished models in the same one call.
+    out, _ = smoke_run
+    shutil.copytree(out, tmp_path / "run", ignore=shutil.ignore_patterns("fold-2"))
+    shutil.copytree(out / "models" / "cnn" / "fold-2", tmp_path / "run" / "models" / "cnn" / "fold-2")
+    with one_torch_thread():
+        run_protocol("mege-reco", profile="smoke", out=tmp_path / "run")
+    assert recording_runner.calls == [[(name, name != "cnn+shuffle-0.3/fold-2") for name in SMOKE_TRAININGS]]
+    model = "models/cnn+shuffle-0.3/fold-2/model.safetensors"
+    assert (tmp_path / "run" / model).read_bytes() == (out / model).read_bytes()
+
+
+def test_families_trained_one_after_another_give_the_same_models(smoke_run, recording_runner, monkeypatch, tmp_path,
+                                                                  one_torch_thread):
+    # The run before the families' trainings went to the runner together: one call per family. Its models and folds
+    # are byte for byte those of the smoke run (its explanations and tables come from the copied cache).
+    out, _ = smoke_run
+    shutil.copytree(out, tmp_path / "run", ignore=shutil.ignore_patterns("models"))
+    monkeypatch.setattr(mege_reco, "train_k_folds",
+                        lambda plans, runner: [train_k_folds([plan], runner)[0] for plan in plans])
+    with one_torch_thread():
+        run_protocol("mege-reco", profile="smoke", out=tmp_path / "run")
+    assert recording_runner.calls == [[(name, False) for name in SMOKE_TRAININGS[:3]],
+                                      [(name, False) for name in SMOKE_TRAININGS[3:]]]
+    files = sorted(path.relative_to(out) for path in (out / "models").rglob("*")
+                   if path.name in ("folds.json", "folds.safetensors", "model.safetensors"))
+    assert len(files) == 2 * (2 + 3)
+    for file in files:
+        assert (tmp_path / "run" / file).read_bytes() == (out / file).read_bytes(), file
 
 
 def test_unknown_config_key_is_named(tmp_path):
@@ -156,7 +216,8 @@ def test_findings_say_undefined_when_every_model_misclassifies_the_explained_ima
     sanity = pd.DataFrame(columns=["metric", "method", "degradation", "level", "mean"])
     lines = findings(summary, accuracy, sanity, "resnet18")
     assert "mege on resnet18: undefined for every method (S= or S!= is empty, see the S=/S!= sizes)." in lines
-    assert "Highest mu_fidelity on resnet18: saliency (0.200); lowest: saliency (0.200); random 0.000, beaten by 1 of 1." in lines
+    assert ("Highest mu_fidelity on resnet18: saliency (0.200); lowest: saliency (0.200); random 0.000, beaten by 1 "
+            "of 1.") in lines
     assert "reco of lipschitz-cnn against resnet18: undefined for every method." in lines
 
 

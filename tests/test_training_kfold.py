@@ -1,4 +1,5 @@
-"""k-fold cross-training: fold assignment on disk, model i never sees fold i, seeds, resuming, the runner seam."""
+"""k-fold cross-training: fold assignment on disk, model i never sees fold i, seeds, resuming, the runner seam, several
+families' trainings in one call to the runner."""
 
 import dataclasses
 import json
@@ -11,6 +12,7 @@ from xaitrust.data import stratified_kfold, stratified_sample
 from xaitrust.errors import XaitrustError
 from xaitrust.models import build_model
 from xaitrust.training import SequentialRunner, TrainConfig, load_k_fold, shuffle_labels, train_k_fold
+from xaitrust.training.kfold import plan_k_fold, train_k_folds
 from xaitrust.training.trainer import dataset_fingerprint
 
 factory = partial(build_model, "cnn", 1, 10, 8, channels=[4, 8], hidden=16)
@@ -30,18 +32,22 @@ def digits(digits_data):
 
 
 class RecordingRunner(SequentialRunner):
+    """Notes the job names of each call."""
+
     def __init__(self):
-        self.names = []
+        super().__init__()
+        self.calls = []
 
     def run(self, jobs):
-        self.names += [job.name for job in jobs]
+        jobs = list(jobs)
+        self.calls.append([job.name for job in jobs])
         return super().run(jobs)
 
 
 def test_each_model_trains_on_all_folds_but_its_own(digits, tmp_path):
     runner = RecordingRunner()
     result = train_k_fold(factory, digits, 3, CONFIG, tmp_path, seed=4, runner=runner, progress=False)
-    assert runner.names == ["fold-0", "fold-1", "fold-2"]
+    assert runner.calls == [[f"{tmp_path.name}/fold-{i}" for i in range(3)]]  # named after the family's folder
     loaded = load_k_fold(tmp_path)
     assert torch.equal(loaded.folds, stratified_kfold(digits.y, 3, 4))
     document = json.loads((tmp_path / "folds.json").read_text())
@@ -81,3 +87,24 @@ def test_rerun_reuses_finished_folds_and_rejects_other_settings(digits, tmp_path
         train_k_fold(factory, digits, 3, CONFIG, tmp_path, seed=0, progress=False)
     with pytest.raises(XaitrustError, match="no folds.json"):
         load_k_fold(tmp_path / "nothing")
+
+
+def test_families_trained_in_one_call_get_the_models_of_families_trained_one_by_one(digits, tmp_path):
+    shuffled = dataclasses.replace(digits, y=shuffle_labels(digits.y, 0.3, seed=0, num_classes=10))
+    families = {"clean": dict(dataset=digits, k=2), "shuffled": dict(dataset=shuffled, k=3, stratify_by=digits.y)}
+    plans = [plan_k_fold(factory, config=CONFIG, out_dir=tmp_path / "together" / name, seed=4, progress=False, **args)
+             for name, args in families.items()]
+    # A plan records its folds and trains nothing.
+    assert (tmp_path / "together" / "shuffled" / "folds.json").is_file()
+    assert not (tmp_path / "together" / "clean" / "fold-0").exists()
+    runner = RecordingRunner()
+    together = train_k_folds(plans, runner)
+    assert runner.calls == [["clean/fold-0", "clean/fold-1", "shuffled/fold-0", "shuffled/fold-1", "shuffled/fold-2"]]
+    alone = [train_k_fold(factory, config=CONFIG, out_dir=tmp_path / "alone" / name, seed=4, progress=False, **args)
+             for name, args in families.items()]
+    for name, joint, single in zip(families, together, alone):
+        assert joint.k == single.k == families[name]["k"] and torch.equal(joint.folds, single.folds)
+        for file in ["folds.json", "folds.safetensors", *(f"fold-{i}/model.safetensors" for i in range(joint.k))]:
+            assert (joint.directory / file).read_bytes() == (single.directory / file).read_bytes(), (name, file)
+        for a, b in zip(joint.models, single.models):
+            assert all(torch.equal(a.state_dict()[key], value) for key, value in b.state_dict().items())

@@ -5,8 +5,9 @@ image leaves the training set, and do they change when the prediction does?
 Steps (paper sections 3-4, Algorithm 1 in appendix A):
 
 1. D is the training split of the dataset (cut to ``train_size``); it is split into ``k`` stratified folds and model
-   ``i`` is trained on every fold but fold ``i`` (``xaitrust.training.train_k_fold``, checkpoints in
-   ``models/<family>/``).
+   ``i`` is trained on every fold but fold ``i`` (``xaitrust.training.kfold``, checkpoints in ``models/<family>/``).
+   The trainings of every family (this one, the label-shuffled ones of step 4, the 1-Lipschitz one of step 5) go to
+   the run's runner together, so the Ray executor runs them side by side across families.
 2. ``n_samples`` images of D (stratified by fold and class, so every fold is represented) are explained by all ``k``
    models with every method (section 4.1: Saliency, Gradient x Input, Integrated Gradients, SmoothGrad, Grad-CAM,
    Grad-CAM++, RISE, and the Random control).
@@ -67,9 +68,9 @@ with ``sample = -1``. ``reco`` and ``reco_auc`` take TPR and TNR as rates, ``rec
 bootstrap interval (``ci_low``, ``ci_high``) and, for the ReCo scores, the noise floor (``floor_mean``,
 ``floor_95``). The scores are NaN only when their set is empty (``separation.csv`` counts S= and S!=): MeGe needs
 S=, the ReCo scores both S= and S!=; a ``mu_fidelity`` value is NaN for an image whose attribution sums or score
-drops do not vary over the subsets (e.g. an all-zero Grad-CAM map). ``model`` names the family: ``cnn``, ``cnn+noise-0.05``,
-``cnn+shuffle-0.1``, ``lipschitz-cnn``. ``report.html`` and ``summary.json`` (the question, its answer and the main
-tables) come from ``xaitrust.report.mege_reco``.
+drops do not vary over the subsets (e.g. an all-zero Grad-CAM map). ``model`` names the family: ``cnn``,
+``cnn+noise-0.05``, ``cnn+shuffle-0.1``, ``lipschitz-cnn``. ``report.html`` and ``summary.json`` (the question, its
+answer and the main tables) come from ``xaitrust.report.mege_reco``.
 
 Profiles: ``paper`` keeps the paper's parameters (ResNet-18 with 26 base filters and dropout 0.4 for Fashion-MNIST,
 appendix E; all 60,000 training images; 10,000 explained images, the paper's muFidelity sample; IG 60 points, SmoothGrad
@@ -112,9 +113,10 @@ from ..metrics.distances import DISTANCES
 from ..models import build_model
 from ..models.loading import ModelSource
 from ..report.mege_reco import write_mege_reco_report
-from ..training import randomize_weights, shuffle_labels, train_k_fold
+from ..training import randomize_weights, shuffle_labels
 from ..training.config import LOSSES, TrainConfig
 from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
+from ..training.kfold import KFoldPlan, plan_k_fold, train_k_folds
 from .common import (
     check_architecture,
     check_explainer_lists,
@@ -268,17 +270,38 @@ def train_config(config: dict) -> TrainConfig:
     return protocol_recipe(config, loss=config["loss"], tau=config["tau"])
 
 
-def train_family(run: RunFolder, name: str, model_name: str, model_options: dict, data, samples, degradation="none",
-                 level=0.0, clean_labels=None) -> Family:
-    """Cross-train ``k`` models of ``model_name`` on ``data`` (or reuse the finished ones in ``models/<name>``). Folds
-    are stratified on ``clean_labels`` (default ``data.y``), so a label-shuffled family keeps the clean family's folds
-    and every family is compared on the same splits. The recipe is ``train_config(family_config(...))``."""
+def family_plan(run: RunFolder, name: str, model_name: str, model_options: dict, data,
+                clean_labels=None) -> KFoldPlan:
+    """The ``k`` trainings of ``model_name`` on ``data`` (checkpoints in ``models/<name>``, where finished ones are
+    reused), with the folds recorded there. Folds are stratified on ``clean_labels`` (default ``data.y``), so a
+    label-shuffled family keeps the clean family's folds and every family is compared on the same splits. The recipe
+    is ``train_config(family_config(...))``."""
     config = family_config(run.config, model_name)
     factory = partial(on_device, partial(build_model, model_name, data.in_channels, data.num_classes, data.image_size,
                                          **model_options), config_device(config))
-    trained = train_k_fold(factory, data, config["k"], train_config(config), run.file(f"models/{name}"),
-                           seed=config["seed"], runner=run.runner, stratify_by=clean_labels)
-    return Family(name, trained.models, trained.folds, trained.folds[samples], degradation, level)
+    return plan_k_fold(factory, data, config["k"], train_config(config), run.file(f"models/{name}"),
+                       seed=config["seed"], stratify_by=clean_labels)
+
+
+def trained_families(run: RunFolder, base_name: str, data, samples) -> list[Family]:
+    """The trained families, in the order of their tables: the clean family ``base_name``, a label-shuffled one per
+    ``shuffle_levels`` and, with ``lipschitz``, the 1-Lipschitz one. Their trainings all go to the run's runner in
+    one call (``train_k_folds``), so a runner with several workers runs the families side by side."""
+    config = run.config
+    architecture, options = config["model"], config["model_options"]
+    plans = {base_name: family_plan(run, base_name, architecture, options, data)}
+    degradations = {base_name: ("none", 0.0)}
+    for level in config["shuffle_levels"]:
+        name = f"{base_name}+shuffle-{level:g}"
+        shuffled = dataclasses.replace(data, y=shuffle_labels(data.y, level, config["seed"], data.num_classes))
+        plans[name] = family_plan(run, name, architecture, options, shuffled, clean_labels=data.y)
+        degradations[name] = ("shuffle", level)
+    if config["lipschitz"]:
+        plans[LIPSCHITZ_MODEL] = family_plan(run, LIPSCHITZ_MODEL, LIPSCHITZ_MODEL, {}, data)
+        degradations[LIPSCHITZ_MODEL] = ("none", 0.0)
+    trained = train_k_folds(list(plans.values()), run.runner)
+    return [Family(name, result.models, result.folds, result.folds[samples], *degradations[name])
+            for name, result in zip(plans, trained)]
 
 
 def noisy_family(base: Family, level: float, config: dict) -> Family:
@@ -479,7 +502,7 @@ def sanity_table(summary: pd.DataFrame, base: str) -> pd.DataFrame:
 
 def explained_samples(data, config: dict) -> torch.Tensor:
     """Indices of the explained images of D: stratified by (fold, class), so every fold and class is represented."""
-    folds = stratified_kfold(data.y, config["k"], config["seed"])  # the folds train_k_fold makes
+    folds = stratified_kfold(data.y, config["k"], config["seed"])  # the folds plan_k_fold makes
     size = min(config["n_samples"] or len(data), len(data))
     return stratified_sample(folds * data.num_classes + data.y, size, seed=config["seed"])
 
@@ -500,18 +523,13 @@ def execute(run: RunFolder) -> Path:
     x, labels = data.x[samples], data.y[samples]
     architecture, options = config["model"], config["model_options"]
     base_name = ModelSource.from_config(config).label  # the family's name in tables and the run folder
-    check_explainers(config, fresh_model(architecture, data, options))
+    model = fresh_model(architecture, data, options)
+    check_explainers(config, model)
+    warn_identical_noise_levels(model, config)
     if config["lipschitz"]:
         check_explainers(config, fresh_model(LIPSCHITZ_MODEL, data))
-    base = train_family(run, base_name, architecture, options, data, samples)
-    warn_identical_noise_levels(base.models[0], config)
-    families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"])]
-    for level in config["shuffle_levels"]:
-        shuffled = dataclasses.replace(data, y=shuffle_labels(data.y, level, config["seed"], data.num_classes))
-        families.append(train_family(run, f"{base_name}+shuffle-{level:g}", architecture, options, shuffled, samples,
-                                     "shuffle", level, clean_labels=data.y))
-    if config["lipschitz"]:
-        families.append(train_family(run, LIPSCHITZ_MODEL, LIPSCHITZ_MODEL, {}, data, samples))
+    base, *trained = trained_families(run, base_name, data, samples)
+    families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"]), *trained]
 
     scores = {family.name: score_family(run, family, x, labels) for family in families}
     accuracy = pd.concat([held_out_accuracy(run, family, data) for family in families], ignore_index=True)
