@@ -73,6 +73,7 @@ def test_compare_command_writes_report_differences_and_summary(tmp_path):
 def test_compare_refuses_what_it_cannot_compare(tmp_path):
     run = _write_run(tmp_path / "a", {})
     roar = _write_run(tmp_path / "r", {}, protocol="roar")
+    other = _write_run(tmp_path / "b", {})
     empty = tmp_path / "empty"
     empty.mkdir()
     cases = {
@@ -82,7 +83,7 @@ def test_compare_refuses_what_it_cannot_compare(tmp_path):
         "no model 'tempered'": ["compare", str(run), str(run), "--labels", "x,y", "--model", "tempered",
                                 "--out", str(tmp_path / "o")],
         "same name": ["compare", str(run), str(run), "--out", str(tmp_path / "o")],
-        "inside the run folder": ["compare", str(run), str(roar), "--out", str(run / "cmp")],
+        "inside the run folder": ["compare", str(run), str(other), "--out", str(run / "cmp")],
     }
     for message, args in cases.items():
         result = CliRunner().invoke(cli, args)

@@ -37,10 +37,10 @@ def command(runs, out, model, labels, alpha, test) -> None:
         raise XaitrustError(f"two runs have the same name ({', '.join(names)}): name them with --labels")
     if len(runs) < 2:
         raise XaitrustError("compare needs at least two run folders")
+    compared = [read_run(run, model, name) for run, name in zip(runs, names)]
     target = Path(out).resolve()
     for run in runs:
         if target == Path(run).resolve() or Path(run).resolve() in target.parents:
             raise XaitrustError(f"--out {out} is inside the run folder {run}: choose a folder of its own")
-    report = write_comparison([read_run(run, model, name) for run, name in zip(runs, names)], out, alpha=alpha,
-                              test=test)
+    report = write_comparison(compared, out, alpha=alpha, test=test)
     click.echo(f"report: {report}")
