@@ -144,7 +144,7 @@ def write_comparison(runs: list[ComparedRun], out: str | Path, *, alpha: float =
         tables.append(table.assign(reference_run=reference.label, other_run=other.label))
         lines = difference_lines(reference, other, table, alpha)
         answer.append(lines[0])
-        sections.append(Section(f"{other.label} against {reference.label}", lines[1:], tables={
+        sections.append(Section(f"{other.label} against {reference.label}", lines[1:] or lines, tables={
             "Paired differences, other - reference (95% t interval; p Holm-adjusted)": table} if len(table) else {}))
     for run in runs:
         verdict = benchmark_verdict(run.results, run.model, alpha=alpha, test=test)
