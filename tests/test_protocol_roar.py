@@ -158,16 +158,20 @@ def hand_made_summary(accuracies: dict, seeds: int) -> pd.DataFrame:
     return spread_summary(pd.DataFrame(rows))
 
 
-def test_findings_state_at_how_many_fractions_a_method_beats_random_and_call_only_clear_wins_consistent():
+def three_seed_summary():
+    """A ROAR summary over 3 seeds and its config: saliency below random by the mean at 0.1 and 0.5, but with the
+    seed ranges apart only at 0.5 (above it at 0.9); vargrad below random with separate seed ranges everywhere."""
     base = [0.9, 0.92, 0.91]
     summary = hand_made_summary({
-        # below random by the mean at 0.1 and 0.5, but only at 0.5 are the seed ranges apart; above it at 0.9
         "saliency": [base, [0.80, 0.86, 0.83], [0.50, 0.52, 0.54], [0.40, 0.42, 0.44]],
-        # below random with separate seed ranges at every fraction
         "vargrad": [base, [0.60, 0.62, 0.64], [0.30, 0.32, 0.34], [0.10, 0.12, 0.14]],
         "random": [base, [0.84, 0.85, 0.86], [0.70, 0.71, 0.72], [0.30, 0.31, 0.32]],
     }, seeds=3)
-    config = {"seeds": 3, "methods": ["saliency", "vargrad", "random"], "modes": ["roar"]}
+    return summary, {"seeds": 3, "methods": ["saliency", "vargrad", "random"], "modes": ["roar"]}
+
+
+def test_findings_state_at_how_many_fractions_a_method_beats_random_and_call_only_clear_wins_consistent():
+    summary, config = three_seed_summary()
     lines = findings(summary, config)
     assert ("ROAR: saliency is below the random ranking at 2 of 3 fractions by the mean accuracy (at 1 of 3 with "
             "non-overlapping seed ranges).") in lines
@@ -192,13 +196,7 @@ def test_findings_with_one_seed_claim_no_consistent_win():
 
 
 def test_headline_names_the_methods_that_beat_random_with_the_intervals_of_the_summary():
-    base = [0.9, 0.92, 0.91]
-    summary = hand_made_summary({
-        "saliency": [base, [0.80, 0.86, 0.83], [0.50, 0.52, 0.54], [0.40, 0.42, 0.44]],
-        "vargrad": [base, [0.60, 0.62, 0.64], [0.30, 0.32, 0.34], [0.10, 0.12, 0.14]],
-        "random": [base, [0.84, 0.85, 0.86], [0.70, 0.71, 0.72], [0.30, 0.31, 0.32]],
-    }, seeds=3)
-    config = {"seeds": 3, "methods": ["saliency", "vargrad", "random"], "modes": ["roar"]}
+    summary, config = three_seed_summary()
     against = versus_random(summary, config).set_index("method")
     assert against.loc["vargrad", "consistently"] and not against.loc["saliency", "consistently"]
     answer = headline(summary, config)
