@@ -15,9 +15,12 @@ from xaitrust.cli import cli
 from xaitrust.errors import XaitrustError
 from xaitrust.models import build_model
 from xaitrust.protocols import protocol_config, run_protocol
+from xaitrust.protocols.common import run_shards
 from xaitrust.protocols.config import read_toml
+from xaitrust.protocols.run_folder import RunFolder
 from xaitrust.training import (
     SequentialRunner,
+    Task,
     TrainConfig,
     TrainingJob,
     ray_runner,
@@ -77,6 +80,25 @@ def test_a_runner_draws_each_job_only_when_it_starts_it():
 
     assert run_jobs(jobs(), SequentialRunner(threads=1)) == [0, 1, 2]
     assert log == ["made 0", "ran 0", "made 1", "ran 1", "made 2", "ran 2"]
+
+
+def test_the_local_runner_maps_tasks_in_order_on_the_threads_it_is_given():
+    tasks = [Task(f"task {i}", divmod, (7 * i, 3)) for i in range(4)] + [Task("threads", torch.get_num_threads)]
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert SequentialRunner().map(tasks, threads=1) == [(0, 0), (2, 1), (4, 2), (7, 0), 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_a_local_runner_runs_no_shard_ahead_of_the_pipeline(tmp_path):
+    def shards():
+        raise AssertionError("the local runner drew a shard")
+        yield
+
+    run_shards(RunFolder(tmp_path / "run", {"seed": 0}), shards())
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""The Ray executor: on a local Ray cluster the smoke profiles of roar and mege-reco give byte-identical results to
-the local executor; a run whose driver is killed resumes without retraining its finished models and gives the
+"""The Ray executor: on a local Ray cluster the smoke profiles of roar, mege-reco and fpa give byte-identical results
+to the local executor, their explanation and scoring shards run as tasks; a user's classes reach workers that cannot
+import them; a run whose driver is killed resumes without retraining its finished models and gives the
 results of an uninterrupted run; a mistake inside a task, or a cluster that cannot be reached, is one clear error; a
 runner stops the Ray instance it started and leaves one it found running."""
 
@@ -19,13 +20,37 @@ ray = pytest.importorskip("ray")
 from xaitrust.errors import XaitrustError  # noqa: E402
 from xaitrust.models import build_model  # noqa: E402
 from xaitrust.protocols import run_protocol  # noqa: E402
-from xaitrust.training import TrainConfig, TrainingJob  # noqa: E402
+from xaitrust.sources import load_from_file  # noqa: E402
+from xaitrust.training import Task, TrainConfig, TrainingJob  # noqa: E402
 from xaitrust.training.ray_runner import RayRunner  # noqa: E402
 
 #: The files of a finished run that must not depend on the executor.
 RESULT_FILES = {"roar": ("results.csv", "summary.csv", "report.html"),
                 "mege-reco": ("results.csv", "summary.csv", "accuracy.csv", "separation.csv", "sanity.csv",
-                              "report.html")}
+                              "report.html"),
+                "fpa": ("results.csv", "summary.csv", "accuracy.csv", "report.html")}
+#: The explanation and scoring shards each protocol's smoke profile sends to the cluster.
+SHARDS = {"roar": {"explain train/saliency", "explain test/saliency"},
+          "mege-reco": {f"explain and score {family}/{method}"
+                        for family in ("cnn", "cnn+noise-0.3", "cnn+shuffle-0.3")
+                        for method in ("saliency", "gradient-input", "integrated-gradients", "smoothgrad", "gradcam",
+                                       "gradcam++", "rise", "random")},
+          "fpa": {f"explain and score {regime}/{explainer}" for regime in ("none", "fpa", "erasing")
+                  for explainer in ("random", "integrated-gradients", "sensitivity", "smoothgrad", "smoothgrad-squared")}}
+#: A user's file: a class and functions a Ray worker cannot import by name.
+USER_FILE = """\
+from xaitrust.errors import XaitrustError
+
+class Box:
+    def __init__(self, value):
+        self.value = value
+
+def open_box(box):
+    return type(box).__name__, box.value
+
+def refuse():
+    raise XaitrustError("the input is wrong")
+"""
 DRIVER = "from xaitrust.cli import main; main()"
 
 
@@ -48,11 +73,32 @@ def read(folder, protocol) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("protocol", list(RESULT_FILES))
-def test_ray_executor_gives_the_local_executors_results(protocol, cluster, local_runs, tmp_path, one_torch_thread):
+def test_ray_executor_gives_the_local_executors_results(protocol, cluster, local_runs, tmp_path, one_torch_thread,
+                                                        monkeypatch):
+    shipped = []
+    original = RayRunner.map
+
+    def recording_map(self, tasks, threads=None):
+        tasks = list(tasks)
+        shipped.extend(task.name for task in tasks)
+        return original(self, tasks, threads)
+
+    monkeypatch.setattr(RayRunner, "map", recording_map)
     with one_torch_thread():
         run_protocol(protocol, profile="smoke", out=tmp_path / "run", overrides={"executor": "ray"})
     assert read(tmp_path / "run", protocol) == read(local_runs[protocol], protocol)
+    assert set(shipped) == SHARDS[protocol] and len(shipped) == len(SHARDS[protocol])  # every shard once, as a task
     assert ray.is_initialized()  # a cluster the run did not start is left running
+
+
+def test_tasks_of_a_users_file_run_on_workers_that_cannot_import_it(cluster, tmp_path):
+    path = tmp_path / "user_tasks.py"
+    path.write_text(USER_FILE)
+    box = load_from_file(f"{path}:Box")(3)
+    tasks = [Task("open", load_from_file(f"{path}:open_box"), (box,)), Task("sum", sum, ([1, 2],))]
+    assert RayRunner(progress=False).map(tasks, threads=1) == [("Box", 3), 3]
+    with pytest.raises(XaitrustError, match="^check the input: the input is wrong$"):
+        RayRunner(progress=False).map([Task("check the input", load_from_file(f"{path}:refuse"))])
 
 
 def checkpoints(out) -> dict:

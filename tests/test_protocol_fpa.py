@@ -215,7 +215,7 @@ def test_curves_set_removed_pixels_to_the_fill_in_every_channel(tmp_path):
     target = torch.zeros(3, dtype=torch.long)
 
     def curves(name, value):
-        return regime_curves(RunFolder(tmp_path / name, config), "none", model, x, target, config, value)
+        return regime_curves(RunFolder(tmp_path / name, config), "none", model, x, target, value)
 
     for part in curves("fill", fill).values():  # removing a pixel changes nothing: the logit stays at 1x
         assert torch.allclose(part["mif"], torch.ones(3, 20)) and torch.allclose(part["lif"], torch.ones(3, 20))

@@ -60,12 +60,22 @@ def load_from_file(text: str, what: str = "object"):
     return value
 
 
+#: The name of the module of a user's file starts with this, then a hash of its resolved path.
+USER_MODULE_PREFIX = "xaitrust_user_"
+
+
+def user_modules() -> list:
+    """The modules imported from the user's files so far (``load_from_file``): what a process that unpickles the
+    user's objects (e.g. a Ray worker) cannot import by name, so they are sent by value."""
+    return [module for name, module in list(sys.modules.items()) if name.startswith(USER_MODULE_PREFIX)]
+
+
 def _import_file(path: Path, what: str):
     path = path.expanduser()
     if not path.is_file():
         raise XaitrustError(f"{what} file {path} does not exist (expected path/to/file.py:Name)")
     resolved = path.resolve()
-    module_name = "xaitrust_user_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    module_name = USER_MODULE_PREFIX + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, resolved)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,7 +26,7 @@ from ..models import build_model
 from ..models.loading import ModelSource
 from ..models.preflight import Preflight, preflight_wrapped
 from ..perturb.engine import model_device
-from ..training import Runner, SequentialRunner, TrainConfig, TrainingJob
+from ..training import Runner, SequentialRunner, Task, TrainConfig, TrainingJob
 from ..training.trainer import TrainResult, evaluate_accuracy
 from .results import summarize
 from .run_folder import RunFolder
@@ -182,6 +183,16 @@ def runner_for(config: dict) -> Runner:
     return SequentialRunner(threads=threads)
 
 
+def run_shards(run: RunFolder, shards: Iterable[tuple[Task, str]]) -> None:
+    """With a runner whose tasks run in other processes (``Runner.remote``: the Ray executor), run the ``(task,
+    piece)`` shards whose ``piece`` (the last cache piece the task writes, e.g. ``intervals/cnn/saliency.json``) is
+    not on disk yet, side by side as the runner's tasks. A local runner runs nothing here: the pipeline then computes
+    the same pieces in its own order, with progress bars, and the shards' generator is never drawn from. Either way
+    the pipeline afterwards reads or computes every piece with its ``cached_*`` calls, so both give the same bytes."""
+    if run.runner.remote:
+        run.runner.map(task for task, piece in shards if not run.has_piece(piece))
+
+
 def explain_cached(
     run: RunFolder,
     key: str,
@@ -192,13 +203,15 @@ def explain_cached(
     target: torch.Tensor,
     output: str,
     batch_size: int = 64,
+    progress: bool = True,
 ) -> torch.Tensor:
-    """Raw attributions ``(N, C, H, W)`` of ``method`` for ``x``, computed ``batch_size`` images per call with a
-    progress bar, and cached in the run folder under ``attributions/<key>``."""
+    """Raw attributions ``(N, C, H, W)`` of ``method`` for ``x``, computed ``batch_size`` images per call (with a
+    progress bar unless ``progress`` is false), and cached in the run folder under ``attributions/<key>``."""
 
     def compute() -> dict[str, torch.Tensor]:
         explainer = get_explainer(method, **params)
-        attributions = explain_in_chunks(explainer, model, x, target, output, batch_size, progress=f"explain {key}")
+        attributions = explain_in_chunks(explainer, model, x, target, output, batch_size,
+                                         progress=f"explain {key}" if progress else None)
         return {"attributions": attributions}
 
     return run.cached_tensors(f"attributions/{key}", compute)["attributions"]

@@ -85,7 +85,7 @@ from ..metrics.fidelity import FPA_FRACTIONS
 from ..perturb.orders import TIES
 from ..report.fpa import file_key, write_fpa_report
 from ..statistics import normal_interval
-from ..training import TrainConfig
+from ..training import Task, TrainConfig
 from ..training.augment import removed_share
 from ..training.config import FPA_SQUARES, OPTIMIZERS, SCHEDULES
 from .common import (
@@ -96,6 +96,7 @@ from .common import (
     predictions,
     removal_fill,
     removal_value,
+    run_shards,
     train_config,
     training_job,
 )
@@ -228,35 +229,63 @@ def estimator_maps(attributions: torch.Tensor, x: torch.Tensor, estimator: Estim
                                estimator.reduction)
 
 
-def regime_curves(
-    run: RunFolder, regime: str, model, x: torch.Tensor, target: torch.Tensor, config: dict, fill: tuple[float, ...]
-) -> dict:
-    """Per estimator, the MIF and LIF curves ``(N, 20)`` (removed pixels set to ``fill``, one value per channel), the
-    maps ``(N, H, W)`` on the model of ``regime`` and the clean logits ``(N,)`` that normalise the curves; attributions
-    and curves are cached in the run folder."""
+def explainer_curves(run: RunFolder, regime: str, model, x: torch.Tensor, target: torch.Tensor, fill: tuple,
+                     explainer: str, progress: bool = True) -> dict:
+    """Per estimator of ``explainer`` (in ``config["estimators"]``), the MIF and LIF curves ``(N, 20)`` (removed
+    pixels set to ``fill``, one value per channel) and the maps ``(N, H, W)`` on the model of ``regime``; the
+    explainer's attributions and the curves are cached in the run folder, the last estimator's curves last."""
+    config = run.config
     replacement = torch.tensor(fill, dtype=x.dtype).reshape(1, -1, 1, 1)
     reference = reference_point(config, fill)
-    attributions = {
-        explainer: explain_cached(run, f"{explainer}/{regime}", explainer,
+    attributions = explain_cached(run, f"{explainer}/{regime}", explainer,
                                   explainer_params(config, explainer, reference), model, x, target, "logit",
-                                  config["explainer_batch_size"])
-        for explainer in dict.fromkeys(ESTIMATORS[name].explainer for name in config["estimators"])
-    }
-    clean = predictions(model, x).gather(1, target[:, None].to(torch.long))[:, 0]
+                                  config["explainer_batch_size"], progress)
     results = {}
-    for name in config["estimators"]:
-        maps = estimator_maps(attributions[ESTIMATORS[name].explainer], x, ESTIMATORS[name], reference)
+    for name in estimators_of(config, explainer):
+        maps = estimator_maps(attributions, x, ESTIMATORS[name], reference)
 
         def compute(maps=maps):
             curves = mif_lif(model, x, maps, target, FPA_FRACTIONS, replacement=replacement, output="logit",
                              ties=config["ties"], seed=config["seed"])
             return {"mif": curves.mif.curves, "lif": curves.lif.curves}
 
-        cached = run.cached_tensors(f"curves/{regime}/{file_key(name)}", compute)
-        # A clean logit <= 0 flips its image's curves: they are NaN, so mean curves in figures leave them out.
-        results[name] = {**{order: cached[order].masked_fill((clean <= 0)[:, None], math.nan) for order in ("mif", "lif")},
-                         "maps": maps, "clean": clean}
+        results[name] = {**run.cached_tensors(f"curves/{regime}/{file_key(name)}", compute), "maps": maps}
     return results
+
+
+def estimators_of(config: dict, explainer: str) -> list[str]:
+    """The configured estimators that use ``explainer``, in the config's order."""
+    return [name for name in config["estimators"] if ESTIMATORS[name].explainer == explainer]
+
+
+def curve_shard(run: RunFolder, regime: str, model, x, target, fill: tuple, explainer: str) -> None:
+    """The explanation and scoring shard of one regime and explainer, as a task of the run's runner:
+    ``explainer_curves`` without progress bars, which leaves its pieces in the run folder for ``regime_curves``."""
+    explainer_curves(run, regime, model, x, target, fill, explainer, progress=False)
+
+
+def curve_shards(run: RunFolder, regime: str, model, x, target, fill: tuple):
+    """The ``(task, last piece)`` shards of ``regime``, one per explainer (``run_shards``)."""
+    for explainer in dict.fromkeys(ESTIMATORS[name].explainer for name in run.config["estimators"]):
+        last = f"curves/{regime}/{file_key(estimators_of(run.config, explainer)[-1])}.safetensors"
+        yield Task(f"explain and score {regime}/{explainer}", curve_shard,
+                   (run, regime, model, x, target, fill, explainer)), last
+
+
+def regime_curves(run: RunFolder, regime: str, model, x: torch.Tensor, target: torch.Tensor, fill: tuple) -> dict:
+    """Per estimator (in the config's order), the MIF and LIF curves and maps of ``explainer_curves`` and the clean
+    logits ``(N,)`` that normalise the curves."""
+    config = run.config
+    clean = predictions(model, x).gather(1, target[:, None].to(torch.long))[:, 0]
+    curves = {}
+    for explainer in dict.fromkeys(ESTIMATORS[name].explainer for name in config["estimators"]):
+        curves.update(explainer_curves(run, regime, model, x, target, fill, explainer))
+    # A clean logit <= 0 flips its image's curves: they are NaN, so mean curves in figures leave them out.
+    flipped = (clean <= 0)[:, None]
+    return {name: {"mif": curves[name]["mif"].masked_fill(flipped, math.nan),
+                   "lif": curves[name]["lif"].masked_fill(flipped, math.nan),
+                   "maps": curves[name]["maps"], "clean": clean}
+            for name in config["estimators"]}
 
 
 def fidelity_rows(curves: dict, regime: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -344,12 +373,15 @@ def execute(run: RunFolder) -> Path:
     tables, summaries, accuracy, curves = [], [], [], {}
     jobs = [training_job(run, regime, config["model"], train, test, regime_recipe(config, regime, fill),
                          config["model_options"]) for regime in config["regimes"]]
-    for regime, trained in zip(config["regimes"], run.runner.run(jobs)):  # the regimes' trainings side by side
-        predicted = predictions(trained.model, x).argmax(dim=1)
-        target = predicted if config["target"] == "predicted" else labels
-        curves[regime] = regime_curves(run, regime, trained.model, x, target, config, fill)
+    models = dict(zip(config["regimes"], run.runner.run(jobs)))  # the regimes' trainings side by side
+    predicted = {regime: predictions(trained.model, x).argmax(dim=1) for regime, trained in models.items()}
+    targets = {regime: predicted[regime] if config["target"] == "predicted" else labels for regime in models}
+    run_shards(run, (shard for regime, trained in models.items()  # explained and scored side by side
+                     for shard in curve_shards(run, regime, trained.model, x, targets[regime], fill)))
+    for regime, trained in models.items():
+        curves[regime] = regime_curves(run, regime, trained.model, x, targets[regime], fill)
         rows, summary = fidelity_rows(curves[regime], regime)
-        correct = predicted == labels
+        correct = predicted[regime] == labels
         tables += [accuracy_rows(regime, trained.metrics["test_accuracy"], correct), rows]
         summaries.append(summary)
         accuracy.append({"model": regime, "augmentation": augmentation(config, regime),

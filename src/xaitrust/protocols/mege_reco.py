@@ -7,7 +7,9 @@ Steps (paper sections 3-4, Algorithm 1 in appendix A):
 1. D is the training split of the dataset (cut to ``train_size``); it is split into ``k`` stratified folds and model
    ``i`` is trained on every fold but fold ``i`` (``xaitrust.training.kfold``, checkpoints in ``models/<family>/``).
    The trainings of every family (this one, the label-shuffled ones of step 4, the 1-Lipschitz one of step 5) go to
-   the run's runner together, so the Ray executor runs them side by side across families.
+   the run's runner together, so the Ray executor runs them side by side across families. With the Ray executor
+   the explanations and scores of steps 2-3 run side by side too, one task per family and method
+   (``score_families``).
 2. ``n_samples`` images of D (stratified by fold and class, so every fold is represented) are explained by all ``k``
    models with every method (section 4.1: Saliency, Gradient x Input, Integrated Gradients, SmoothGrad, Grad-CAM,
    Grad-CAM++, RISE, and the Random control).
@@ -113,7 +115,7 @@ from ..metrics.distances import DISTANCES
 from ..models import build_model
 from ..models.loading import ModelSource
 from ..report.mege_reco import write_mege_reco_report
-from ..training import randomize_weights, shuffle_labels
+from ..training import Task, randomize_weights, shuffle_labels
 from ..training.config import LOSSES, TrainConfig
 from ..training.degrade import NOISE_LAYERS, RANDOMIZATION_UNITS, noise_candidates
 from ..training.kfold import KFoldPlan, plan_k_fold, train_k_folds
@@ -126,6 +128,7 @@ from .common import (
     fresh_model,
     load_split,
     predictions,
+    run_shards,
 )
 from .common import train_config as protocol_recipe
 from .config import ProtocolSpec
@@ -337,12 +340,12 @@ def explainer_params(config: dict, method: str, model_index: int) -> dict:
     return params
 
 
-def explain_family(run: RunFolder, family: Family, method: str, x, targets) -> torch.Tensor:
+def explain_family(run: RunFolder, family: Family, method: str, x, targets, progress: bool = True) -> torch.Tensor:
     """Raw attributions ``(k, N, C, H, W)`` of ``method``: model ``i`` explains the classes ``targets[i]``."""
     config = run.config
     return torch.stack([
         explain_cached(run, f"{family.name}/{method}/model-{i}", method, explainer_params(config, method, i), model,
-                       x, targets[i], config["output"], config["explainer_batch_size"])
+                       x, targets[i], config["output"], config["explainer_batch_size"], progress)
         for i, model in enumerate(family.models)
     ])
 
@@ -397,11 +400,11 @@ def score_intervals(sets: CrossFoldDistances, scores: dict, n_images: int, confi
              "floor_mean": floors[metric][0], "floor_95": floors[metric][1]} for metric in intervals]
 
 
-def score_method(run: RunFolder, family: Family, method: str, x, labels, predicted, targets):
+def score_method(run: RunFolder, family: Family, method: str, x, labels, predicted, targets, progress: bool = True):
     """Tidy rows, S=/S!=, the maps ``(k, N, H, W)`` of ``method`` on ``family`` and its intervals (``score_intervals``,
-    labelled like the rows)."""
+    labelled like the rows). Every piece is cached in the run folder, the intervals last."""
     config = run.config
-    attributions = explain_family(run, family, method, x, targets)
+    attributions = explain_family(run, family, method, x, targets, progress)
     maps = reduce_attributions(attributions.flatten(0, 1), config["reduction"]).unflatten(0, attributions.shape[:2])
 
     def distances():
@@ -424,12 +427,18 @@ def score_method(run: RunFolder, family: Family, method: str, x, labels, predict
     return pd.concat(rows, ignore_index=True), (sets["s_eq"], sets["s_neq"]), maps, intervals
 
 
+def family_predictions(run: RunFolder, family: Family, x, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """The predicted classes ``(k, N)`` of every model of ``family`` for ``x`` (cached) and the classes each model
+    explains (``target``: the labels, or its own predictions)."""
+    predicted = run.cached_tensors(f"predictions/{family.name}", lambda: {
+        "predicted": torch.stack([predictions(model, x).argmax(dim=1) for model in family.models])})["predicted"]
+    return predicted, labels.expand_as(predicted) if run.config["target"] == "label" else predicted
+
+
 def score_family(run: RunFolder, family: Family, x, labels) -> FamilyScores:
     """MeGe, ReCo (both readings), ReCo_AUC (one row each per method), muFidelity (one row per image), and the
     intervals and noise floors of MeGe and ReCo, of ``family``."""
-    predicted = run.cached_tensors(f"predictions/{family.name}", lambda: {
-        "predicted": torch.stack([predictions(model, x).argmax(dim=1) for model in family.models])})["predicted"]
-    targets = labels.expand_as(predicted) if run.config["target"] == "label" else predicted
+    predicted, targets = family_predictions(run, family, x, labels)
     tables, separation, examples, intervals = [], {}, {}, []
     for method in run.config["explainers"]:
         rows, separation[method], maps, bounds = score_method(run, family, method, x, labels, predicted, targets)
@@ -438,6 +447,26 @@ def score_family(run: RunFolder, family: Family, x, labels) -> FamilyScores:
         intervals.append(bounds)
     return FamilyScores(pd.concat(tables, ignore_index=True), separation, examples,
                         pd.concat(intervals, ignore_index=True))
+
+
+def score_shard(run: RunFolder, family: Family, method: str, x, labels) -> None:
+    """The explanation and scoring shard of one family and method, as a task of the run's runner: ``score_method``
+    without progress bars, which leaves every piece in the run folder for ``score_family`` to read."""
+    predicted, targets = family_predictions(run, family, x, labels)
+    score_method(run, family, method, x, labels, predicted, targets, progress=False)
+
+
+def score_families(run: RunFolder, families: list[Family], x, labels) -> dict[str, FamilyScores]:
+    """``score_family`` of every family. On the Ray executor the (family, method) shards (``score_shard``) first run
+    side by side as its tasks (``run_shards``), after the predictions they share; the scores are then read from the
+    run folder."""
+    if run.runner.remote:
+        for family in families:
+            family_predictions(run, family, x, labels)
+    run_shards(run, ((Task(f"explain and score {family.name}/{method}", score_shard, (run, family, method, x, labels)),
+                      f"intervals/{family.name}/{method}.json")
+                     for family in families for method in run.config["explainers"]))
+    return {family.name: score_family(run, family, x, labels) for family in families}
 
 
 def held_out_accuracy(run: RunFolder, family: Family, data) -> pd.DataFrame:
@@ -531,7 +560,7 @@ def execute(run: RunFolder) -> Path:
     base, *trained = trained_families(run, base_name, data, samples)
     families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"]), *trained]
 
-    scores = {family.name: score_family(run, family, x, labels) for family in families}
+    scores = score_families(run, families, x, labels)
     accuracy = pd.concat([held_out_accuracy(run, family, data) for family in families], ignore_index=True)
     results = pd.concat([scored.rows for scored in scores.values()], ignore_index=True)
     run.write_table("results", results)

@@ -12,8 +12,8 @@ by the per-channel mean of the unmodified training data: under ROAR the ``f`` mo
 ``f`` least important ones (so KAR keeps only the top ``1 - f``: Hooker et al.'s convention, under which 0% is the
 unmodified data for both modes). Then train a fresh model from scratch on the modified training set with each of
 ``seeds`` seeds (each checkpointed in ``models/<method>/<mode>-<fraction>/seed<seed>``; all these retrainings go to
-the run's runner as one stream of jobs, so the Ray executor runs them side by side) and record its accuracy on the
-modified test set.
+the run's runner as one stream of jobs, so the Ray executor runs them side by side, as it does the explanations of
+each method and split) and record its accuracy on the modified test set.
 
 A method is informative under ROAR when accuracy falls faster than under the random ranking, and under KAR when it
 stays higher. The report (``xaitrust.report.roar``) counts, per method, the fractions at which its mean accuracy is
@@ -49,7 +49,7 @@ from ..models.loading import ModelSource
 from ..perturb import RankedMasks, masked_images
 from ..perturb.orders import counts_from_fractions, ranks_from_maps
 from ..report.roar import write_roar_report
-from ..training import TrainingJob, TrainResult
+from ..training import Task, TrainingJob, TrainResult
 from .common import (
     DATA_DEFAULTS,
     check_architecture,
@@ -58,6 +58,7 @@ from .common import (
     fresh_model,
     load_splits,
     predictions,
+    run_shards,
     train_config,
     training_job,
 )
@@ -146,20 +147,35 @@ SPEC = ProtocolSpec(
 )
 
 
-def pixel_ranks(run: RunFolder, method: str, model, data: ImageDataset, config: dict) -> torch.Tensor:
+def pixel_ranks(run: RunFolder, method: str, model, data: ImageDataset, config: dict,
+                progress: bool = True) -> torch.Tensor:
     """Ranks ``(N, 1, H, W)`` of ``data``'s pixels, most important first (``"random"``: a random order per image,
     drawn from the seed and the image's pixels; a method's random tie breaks from the tie-break seed and its map, so
-    an image's ranking does not depend on the rest of the data set)."""
+    an image's ranking does not depend on the rest of the data set). The attributions are cached in the run folder."""
     seed = config["seed"] + SPLIT_SEEDS[data.split]
     if method == "random":  # the "random" order ignores the map's values
         return ranks_from_maps(torch.zeros(len(data), *data.image_size), "random", seed=seed, seed_from=data.x)
     target = data.y if config["target"] == "label" else predictions(model, data.x).argmax(dim=1)
     attributions = explain_cached(
         run, f"{data.split}/{method}", method, config["explainer_params"].get(method, {}), model, data.x, target,
-        config["output"], config["explainer_batch_size"],
+        config["output"], config["explainer_batch_size"], progress,
     )
     maps = reduce_attributions(attributions, config["reduction"])
     return ranks_from_maps(maps, "most-important-first", seed=seed + TIE_BREAK_SEED, ties=config["ties"])
+
+
+def explain_shard(run: RunFolder, method: str, model, data: ImageDataset) -> None:
+    """The explanation shard of one method and split, as a task of the run's runner: ``pixel_ranks`` without progress
+    bars, which leaves the attributions in the run folder for the pipeline's own ``pixel_ranks``."""
+    pixel_ranks(run, method, model, data, run.config, progress=False)
+
+
+def explain_shards(run: RunFolder, model, splits: tuple[ImageDataset, ...]) -> None:
+    """On the Ray executor, every method's explanations of every split run side by side as its tasks before the
+    retrainings that need them (``run_shards``)."""
+    run_shards(run, ((Task(f"explain {data.split}/{method}", explain_shard, (run, method, model, data)),
+                      f"attributions/{data.split}/{method}.safetensors")
+                     for method in run.config["methods"] if method != "random" for data in splits))
 
 
 def modified_images(x, ranks, fraction: float, mode: str, replacement: str, mean: torch.Tensor) -> torch.Tensor:
@@ -275,6 +291,7 @@ def execute(run: RunFolder) -> Path:
     unmodified = run.runner.run(retraining_jobs(run, "unmodified", train, test, config))
     tables = [accuracy_rows(unmodified, test.split, config, method=method, mode=mode, fraction=0.0)
               for method in config["methods"] for mode in config["modes"]]
+    explain_shards(run, unmodified[0].model, (train, test))
     retrained, first_ranks = retrained_accuracies(run, unmodified[0].model, train, test, config)
     results = pd.concat(tables + retrained, ignore_index=True)
     run.write_table("results", results)

@@ -79,6 +79,20 @@ class RunFolder:
             atomic_write(config_path, lambda p: p.write_text(tomli_w.dumps(config)))
         self._record_versions()
 
+    def __getstate__(self) -> dict:
+        """What a copy of the folder sent to another process (a task of the run's runner) holds: its path and config,
+        for the ``cached_*`` pieces; not the runner nor the supplied objects, which stay with the driver."""
+        return {"path": self.path, "config": self.config}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path, self.config = state["path"], state["config"]
+        self.supplied, self.runner = {}, SequentialRunner()
+
+    def has_piece(self, name: str) -> bool:
+        """Whether ``cache/<name>`` (with its suffix, e.g. ``intervals/cnn/saliency.json``) is on disk: written
+        whole by a ``cached_*`` call, checked when that call loads it."""
+        return self.inside("cache", name).exists()
+
     def _record_versions(self) -> None:
         """Write ``versions.json`` when the folder is new; on a resume keep the first run's record and warn when the
         libraries have changed since, because finished pieces were computed with the recorded ones. A damaged record

@@ -6,17 +6,19 @@ from .augment import augment_batch, feature_perturbation, horizontal_flip, rando
 from .checkpoint import load_metadata, load_model, save_checkpoint
 from .config import FPA_LARGE_IMAGES, TrainConfig
 from .degrade import parameterized_layers, permute_labels, randomize_weights, reinitialize_layers, shuffle_labels
-from .jobs import Runner, SequentialRunner, TrainingJob, run_jobs
-from .kfold import KFoldResult, load_k_fold, train_k_fold
+from .jobs import Runner, SequentialRunner, Task, TrainingJob, run_jobs
+from .kfold import KFoldPlan, KFoldResult, load_k_fold, plan_k_fold, train_k_fold, train_k_folds
 from .pretrained import PROFILES, default_cache_dir, get_trained_model, train_on_dataset
 from .trainer import TrainResult, evaluate_accuracy, train_model
 
 __all__ = [
     "FPA_LARGE_IMAGES",
+    "KFoldPlan",
     "KFoldResult",
     "PROFILES",
     "Runner",
     "SequentialRunner",
+    "Task",
     "TrainConfig",
     "TrainResult",
     "TrainingJob",
@@ -37,7 +39,9 @@ __all__ = [
     "save_checkpoint",
     "shuffle_labels",
     "permute_labels",
+    "plan_k_fold",
     "train_k_fold",
+    "train_k_folds",
     "train_model",
     "train_on_dataset",
 ]

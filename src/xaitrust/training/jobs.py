@@ -9,6 +9,12 @@ retraining, FPA regimes) do not change. Jobs are plain data plus a model factory
 A runner takes any iterable of jobs and draws from it only as it starts them, so a caller can build each job's data
 when it is needed (a generator) instead of holding every job's data at once.
 
+Besides trainings, a runner runs other independent work of a run (e.g. the explanation and scoring shard of one model
+family and method) as ``Task``s: ``runner.map(tasks, threads)`` calls each task's function on its arguments, on
+``threads`` torch threads, and returns the results in order. A task function must leave everything it computes in the
+run folder (atomic writes, as the protocols' ``RunFolder.cached_*`` do) and be a module-level function (picklable), so
+that the driver only reads what the tasks wrote and a task run in another process counts as if run here.
+
 Thread count: a CPU training's weights depend on the number of torch threads (the reductions of a convolution's
 backward pass are split by thread), so a runner given ``threads`` runs every job on exactly that many, whatever the
 process or machine it runs in; that is what makes a job's result the same under every runner.
@@ -76,11 +82,26 @@ class TrainingJob:
         return state is not None and state["epoch"] >= self.config.epochs
 
 
+@dataclass(frozen=True)
+class Task:
+    """One independent piece of work other than a training: ``function(*args)``, named ``name`` (for progress and
+    error messages). ``function`` is a module-level function so that it can be sent to another process."""
+
+    name: str
+    function: Callable[..., object]
+    args: tuple = ()
+
+
 class Runner(Protocol):
-    """Runs training jobs; returns their results in the order of ``jobs``. ``close`` releases what the runner holds
-    (e.g. the Ray cluster it started)."""
+    """Runs training jobs (``run``) and other tasks (``map``); returns their results in the order given. ``close``
+    releases what the runner holds (e.g. the Ray cluster it started)."""
+
+    #: Whether the runner runs its work in other processes (whose progress bars the user would not see).
+    remote: bool
 
     def run(self, jobs: Iterable[TrainingJob]) -> list[TrainResult]: ...
+
+    def map(self, tasks: Iterable[Task], threads: int | None = None) -> list: ...
 
     def close(self) -> None: ...
 
@@ -90,9 +111,16 @@ class SequentialRunner:
     """Runs the jobs one after another in this process, each on ``threads`` torch threads (None: the current count)."""
 
     threads: int | None = None
+    remote = False
 
     def run(self, jobs: Iterable[TrainingJob]) -> list[TrainResult]:
         return [job.run(self.threads) for job in jobs]
+
+    def map(self, tasks: Iterable[Task], threads: int | None = None) -> list:
+        """Each task's result, computed here one after another on ``threads`` torch threads (None: the current
+        count)."""
+        with torch_threads(threads):
+            return [task.function(*task.args) for task in tasks]
 
     def close(self) -> None:
         """Nothing to release."""
