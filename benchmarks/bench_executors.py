@@ -1,8 +1,9 @@
 """Wall time of ``roar`` and ``mege-reco`` on the Ray executor with two one-thread workers against the local executor
 (one process, trainings on one thread), and whether both give byte-identical result files.
 
-Each run is a fresh process with one torch thread for the driver's own work (explanations, metrics); the Ray run
-starts a local Ray instance of ``--workers`` CPUs in that process, and its time includes the start. The goal: the Ray
+Each run is a fresh process with one torch thread for the driver's own work; the Ray run starts a local Ray instance
+of ``--workers`` CPUs in that process, and its time includes the start. On Ray the trainings and the explanation and
+scoring shards run as tasks (one thread each, as the local run computes them), side by side. The goal: the Ray
 runs take at most 1 / 1.7 of the local runs' time. Needs the ``ray`` extra and an otherwise idle machine.
 
 Run: ``.venv/bin/python benchmarks/bench_executors.py [--profile quick] [--workers 2] [--config FILE]

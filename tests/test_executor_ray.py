@@ -34,7 +34,7 @@ SHARDS = {"roar": {"explain train/saliency", "explain test/saliency"},
           "mege-reco": {f"explain and score {family}/{method}"
                         for family in ("cnn", "cnn+noise-0.3", "cnn+shuffle-0.3")
                         for method in ("saliency", "gradient-input", "integrated-gradients", "smoothgrad", "gradcam",
-                                       "gradcam++", "rise", "random")},
+                                       "gradcam++", "rise", "random")} | {"distance sanity tests"},
           "fpa": {f"explain and score {regime}/{explainer}" for regime in ("none", "fpa", "erasing")
                   for explainer in ("random", "integrated-gradients", "sensitivity", "smoothgrad", "smoothgrad-squared")}}
 #: A user's file: a class and functions a Ray worker cannot import by name.

@@ -8,8 +8,8 @@ Steps (paper sections 3-4, Algorithm 1 in appendix A):
    ``i`` is trained on every fold but fold ``i`` (``xaitrust.training.kfold``, checkpoints in ``models/<family>/``).
    The trainings of every family (this one, the label-shuffled ones of step 4, the 1-Lipschitz one of step 5) go to
    the run's runner together, so the Ray executor runs them side by side across families. With the Ray executor
-   the explanations and scores of steps 2-3 run side by side too, one task per family and method
-   (``score_families``).
+   the explanations and scores of steps 2-3 run side by side too, one task per family and method, beside the
+   distance tests of step 6 (``shards``).
 2. ``n_samples`` images of D (stratified by fold and class, so every fold is represented) are explained by all ``k``
    models with every method (section 4.1: Saliency, Gradient x Input, Integrated Gradients, SmoothGrad, Grad-CAM,
    Grad-CAM++, RISE, and the Random control).
@@ -456,17 +456,14 @@ def score_shard(run: RunFolder, family: Family, method: str, x, labels) -> None:
     score_method(run, family, method, x, labels, predicted, targets, progress=False)
 
 
-def score_families(run: RunFolder, families: list[Family], x, labels) -> dict[str, FamilyScores]:
-    """``score_family`` of every family. On the Ray executor the (family, method) shards (``score_shard``) first run
-    side by side as its tasks (``run_shards``), after the predictions they share; the scores are then read from the
-    run folder."""
-    if run.runner.remote:
-        for family in families:
-            family_predictions(run, family, x, labels)
-    run_shards(run, ((Task(f"explain and score {family.name}/{method}", score_shard, (run, family, method, x, labels)),
-                      f"intervals/{family.name}/{method}.json")
-                     for family in families for method in run.config["explainers"]))
-    return {family.name: score_family(run, family, x, labels) for family in families}
+def shards(run: RunFolder, families: list[Family], x, labels):
+    """The run's ``(task, last piece)`` shards (``run_shards``): one per family and method (``score_shard``), and the
+    distance sanity tests."""
+    for family in families:
+        for method in run.config["explainers"]:
+            yield (Task(f"explain and score {family.name}/{method}", score_shard, (run, family, method, x, labels)),
+                   f"intervals/{family.name}/{method}.json")
+    yield Task("distance sanity tests", distance_test_table, (run,)), "distance_tests.json"
 
 
 def held_out_accuracy(run: RunFolder, family: Family, data) -> pd.DataFrame:
@@ -494,6 +491,12 @@ def separation_table(scores: dict[str, FamilyScores]) -> pd.DataFrame:
                          "mean_s_eq": finite_eq.double().mean().item(), "mean_s_neq": finite_neq.double().mean().item(),
                          "undefined_s_eq": len(s_eq) - len(finite_eq), "undefined_s_neq": len(s_neq) - len(finite_neq)})
     return pd.DataFrame(rows)
+
+
+def distance_test_table(run: RunFolder) -> pd.DataFrame:
+    """``distance_tests`` of the run's config, cached in the run folder."""
+    return pd.DataFrame(run.cached_json("distance_tests", lambda: {
+        "rows": distance_tests(run.config).to_dict("records")})["rows"])
 
 
 def distance_tests(config: dict) -> pd.DataFrame:
@@ -560,7 +563,11 @@ def execute(run: RunFolder) -> Path:
     base, *trained = trained_families(run, base_name, data, samples)
     families = [base, *(noisy_family(base, level, config) for level in config["noise_levels"]), *trained]
 
-    scores = score_families(run, families, x, labels)
+    if run.runner.remote:  # on the Ray executor, the shards run side by side first; a family's share its predictions
+        for family in families:
+            family_predictions(run, family, x, labels)
+    run_shards(run, shards(run, families, x, labels))
+    scores = {family.name: score_family(run, family, x, labels) for family in families}
     accuracy = pd.concat([held_out_accuracy(run, family, data) for family in families], ignore_index=True)
     results = pd.concat([scored.rows for scored in scores.values()], ignore_index=True)
     run.write_table("results", results)
@@ -573,8 +580,7 @@ def execute(run: RunFolder) -> Path:
     run.write_table("sanity", sanity)
     intervals = pd.concat([scored.intervals for scored in scores.values()], ignore_index=True)
     run.write_table("intervals", intervals)
-    distances = pd.DataFrame(run.cached_json("distance_tests", lambda: {
-        "rows": distance_tests(config).to_dict("records")})["rows"])
+    distances = distance_test_table(run)
     run.write_table("distance_tests", distances)
     return write_mege_reco_report(run, summary=summary, accuracy=accuracy, separation=separation, sanity=sanity,
                                   scores=scores, images=x[:8], n_images=len(x), intervals=intervals,
