@@ -32,9 +32,10 @@ SCORING = ("benchmark", "calibrate-to-interpret", "recalx")
 @click.option("--dataset-options", "dataset_options_text", default=None,
               help="Config key dataset_options, as TOML: \"image_size = 32, test_fraction = 0.5\".")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
-              help="Config key executor: how the trainings run. local (default): one after another in this process; "
-                   "ray: side by side as tasks of a Ray cluster (pip install 'xaitrust[ray]'). Either executor gives "
-                   "the same results and can resume the other's run folder.")
+              help="Config key executor: how the trainings (and the explanation and scoring shards of roar, "
+                   "mege-reco and fpa) run. local (default): one after another in this process; ray: side by side as "
+                   "tasks of a Ray cluster (pip install 'xaitrust[ray]'). Either executor gives the same results and "
+                   "can resume the other's run folder.")
 @click.option("--ray-address", default=None,
               help="Config key ray_address: the Ray cluster of --executor ray, e.g. auto (the one `ray start --head` "
                    "started on this machine) or HOST:6379. Default: $RAY_ADDRESS or the cluster `ray start` started "

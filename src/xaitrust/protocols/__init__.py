@@ -44,8 +44,8 @@ def run_protocol(
     The config is the profile's defaults, updated by the TOML ``config_file``, updated by ``overrides`` (e.g. from
     command-line options). ``supplied`` holds objects given to the Python API (``RunFolder.supplied``). An interrupted
     run resumes when called again with the same ``out`` folder and config: finished models, maps and tables are
-    loaded from the folder instead of being recomputed. The trainings run as the config's ``executor`` says
-    (``common.runner_for``); the run folder records the config without the execution keys, so either executor can
+    loaded from the folder instead of being recomputed. The trainings (and the shards of ``common.run_shards``) run as
+    the config's ``executor`` says (``common.runner_for``); the run folder records the config without the execution keys, so either executor can
     resume it.
     """
     from .common import runner_for
