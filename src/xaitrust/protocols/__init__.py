@@ -45,8 +45,8 @@ def run_protocol(
     command-line options). ``supplied`` holds objects given to the Python API (``RunFolder.supplied``). An interrupted
     run resumes when called again with the same ``out`` folder and config: finished models, maps and tables are
     loaded from the folder instead of being recomputed. The trainings (and the shards of ``common.run_shards``) run as
-    the config's ``executor`` says (``common.runner_for``); the run folder records the config without the execution keys, so either executor can
-    resume it.
+    the config's ``executor`` says (``common.runner_for``); the run folder records the config without the execution
+    keys, so either executor can resume it.
     """
     from .common import runner_for
 

@@ -42,10 +42,10 @@ SHARED_AT_LEAST = {"mu_fidelity_subsets": 2, "training_threads": 1}
 SHARED_DEFAULTS = {"training_threads": 1}
 #: Keys every protocol has that say how its trainings and shards run, not what they compute, and so are not part of
 #: the run folder's config (a run can be resumed with either executor): ``executor`` (``"local"``: one after another
-#: in this process; ``"ray"``: as tasks of a Ray cluster, ``xaitrust.training.ray_runner``) and ``ray_address`` (the cluster:
-#: ``"auto"`` for the one started on this machine by ``ray start --head``, or ``"HOST:6379"``; empty: Ray's default,
-#: ``$RAY_ADDRESS`` or the cluster ``ray start`` started on this machine, else a local Ray instance started for the run
-#: and stopped after it).
+#: in this process; ``"ray"``: as tasks of a Ray cluster, ``xaitrust.training.ray_runner``) and ``ray_address`` (the
+#: cluster: ``"auto"`` for the one started on this machine by ``ray start --head``, or ``"HOST:6379"``; empty: Ray's
+#: default, ``$RAY_ADDRESS`` or the cluster ``ray start`` started on this machine, else a local Ray instance started
+#: for the run and stopped after it).
 EXECUTION_DEFAULTS = {"executor": "local", "ray_address": ""}
 EXECUTORS = ("local", "ray")
 
